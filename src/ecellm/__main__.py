@@ -1,0 +1,3 @@
+from ecellm.cli import main
+
+main()

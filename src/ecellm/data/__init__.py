@@ -1,0 +1,1 @@
+"""Samples, loaders for every ECInstruct distribution, raw-source readers and builders."""

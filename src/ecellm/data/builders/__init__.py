@@ -1,0 +1,1 @@
+"""Task builders: raw public sources -> ECInstruct samples (see ``base.py`` for the contract)."""

@@ -1,0 +1,33 @@
+"""One exception type for bad user input, so every message names file, record and field."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that the user must fix.
+
+    The message always starts with the file and, when known, the record (1-based line or
+    list index) and the field, so the CLI can print it as a single line.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        record: int | str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.file = file
+        self.record = record
+        self.field = field
+        self.detail = message
+        where = []
+        if file is not None:
+            where.append(str(file))
+        if record is not None:
+            where.append(f"record {record}")
+        if field is not None:
+            where.append(f"field '{field}'")
+        prefix = ": ".join([", ".join(where)]) + ": " if where else ""
+        super().__init__(prefix + message)

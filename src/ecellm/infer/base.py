@@ -1,0 +1,61 @@
+"""The backend interface every inference engine implements (hf, llamacpp, openai, vllm).
+
+A backend receives :class:`Request` objects (already rendered prompts) and yields one
+:class:`Completion` per request, in any order, as soon as it is done, so the caller can append
+it to the predictions file at once. Decoding modes:
+
+- ``generate``: greedy generation up to ``max_new_tokens``, cut at ``stop`` strings;
+- ``choice``: score each string in ``choices`` by its log-likelihood after the prompt and return
+  the best one as ``text`` (per-choice scores in ``choice_logprobs``);
+- ``constrained``: generation restricted so that the text always parses for the task
+  (``constraint`` names the grammar: ``"ranking"``, ``"ave_json"``, ``"digits_commas"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Mode = Literal["generate", "choice", "constrained"]
+
+
+@dataclass
+class Request:
+    id: str
+    prompt: str
+    mode: Mode = "generate"
+    max_new_tokens: int = 100
+    stop: tuple[str, ...] = ()
+    choices: list[str] | None = None
+    constraint: str | None = None
+    # Constraint parameters, e.g. {"letters": ["A","B","C"]} for ranking or
+    # {"attributes": [...], "sources": [...]} for AVE JSON.
+    constraint_args: dict[str, Any] = field(default_factory=dict)
+    task: str | None = None
+
+
+@dataclass
+class Completion:
+    id: str
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    choice_logprobs: dict[str, float] | None = None
+    mode: Mode = "generate"
+
+
+class Backend(Protocol):
+    """What the predict loop needs from an engine."""
+
+    name: str
+    supported_modes: frozenset[str]
+
+    def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
+        """Yield one completion per request (order may differ from the input)."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Model, backend and decoding settings for the run manifest."""
+        ...

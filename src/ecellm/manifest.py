@@ -1,0 +1,65 @@
+"""Run manifests: every run records versions, model, data hash and config next to its outputs."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata as _md
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from ecellm import __version__
+from ecellm.io import sha256_file, write_json
+
+_TRACKED = ("torch", "transformers", "peft", "accelerate", "datasets", "bert-score", "gguf", "trl", "vllm", "llama-cpp-python")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the libraries that change results, for the manifest."""
+    out = {"python": sys.version.split()[0], "ecellm": __version__, "platform": platform.platform()}
+    for name in _TRACKED:
+        try:
+            out[name] = _md.version(name)
+        except _md.PackageNotFoundError:
+            continue
+    return out
+
+
+def data_fingerprint(paths: list[str | os.PathLike[str]]) -> dict[str, str]:
+    """SHA-256 per input file (folders: every file below, sorted)."""
+    out: dict[str, str] = {}
+    for p in paths:
+        p = Path(p)
+        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+        for f in files:
+            if f.exists():
+                out[str(f)] = sha256_file(f)
+    return out
+
+
+def write_manifest(
+    path: str | os.PathLike[str],
+    *,
+    kind: str,
+    config: dict[str, Any],
+    data: list[str | os.PathLike[str]] | None = None,
+    model: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``manifest.json``-style metadata atomically and return it."""
+    manifest: dict[str, Any] = {
+        "kind": kind,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "versions": package_versions(),
+        "config": config,
+    }
+    if data:
+        manifest["data_sha256"] = data_fingerprint(data)
+    if model is not None:
+        manifest["model"] = model
+    if extra:
+        manifest.update(extra)
+    write_json(path, manifest)
+    return manifest

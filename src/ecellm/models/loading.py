@@ -1,0 +1,113 @@
+"""Load a causal or seq2seq LM and its tokenizer from a :class:`ModelSource`, plus an optional adapter.
+
+GGUF weights are de-quantized by transformers on every load, which takes tens of seconds; the
+first load converts them once into a safetensors folder under the ecellm cache and later loads
+read that folder. ``trust_remote_code`` is off unless the caller turns it on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecellm.errors import InputError
+from ecellm.models.registry import ModelSource, cache_dir, resolve_model
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    adapter: str | None
+    is_seq2seq: bool
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "adapter": self.adapter, "seq2seq": self.is_seq2seq,
+                "class": type(self.model).__name__}
+
+
+def _gguf_cache_folder(src: ModelSource) -> Path:
+    gguf = Path(src.path) / str(src.gguf_file)
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()).hexdigest()[:12]
+    return cache_dir() / "converted" / f"{gguf.stem}-{key}"
+
+
+def materialize(src: ModelSource) -> str:
+    """A folder ``from_pretrained`` can read quickly: the model itself, or the converted GGUF."""
+    if not src.gguf_file:
+        return src.path
+    folder = _gguf_cache_folder(src)
+    if (folder / "config.json").exists() and (folder / "ecellm_converted.json").exists():
+        return str(folder)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(src.path, gguf_file=src.gguf_file)
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    # The weights are already de-quantized to fp32; drop the GGUF quantizer marker so they save
+    # as a plain safetensors checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    (tmp / "ecellm_converted.json").write_text(json.dumps({"from": src.describe()}, indent=2))
+    if folder.exists():  # another process won the race
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
+    return str(folder)
+
+
+def is_seq2seq_config(config: Any) -> bool:
+    return bool(getattr(config, "is_encoder_decoder", False))
+
+
+def load_model_and_tokenizer(
+    spec: str | ModelSource | None,
+    *,
+    adapter: str | None = None,
+    dtype: str = "auto",
+    device: str | None = None,
+    trust_remote_code: bool = False,
+    for_training: bool = False,
+) -> LoadedModel:
+    """Load weights and tokenizer. ``dtype='auto'``: fp32 on CPU, bf16 on a GPU that supports it."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    src = spec if isinstance(spec, ModelSource) else resolve_model(spec)
+    folder = materialize(src)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise InputError(f"cannot load a model config: {exc}", file=str(folder)) from exc
+    seq2seq = is_seq2seq_config(config)
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = cls.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if adapter:
+        if not (Path(adapter) / "adapter_config.json").exists():
+            raise InputError("not a PEFT adapter folder (no adapter_config.json)", file=adapter)
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
+    model.to(device)
+    if not for_training:
+        model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, source=src, adapter=adapter, is_seq2seq=seq2seq)

@@ -1,0 +1,71 @@
+"""The one prompt renderer shared by training and inference, and the one response extractor.
+
+Templates:
+- ``alpaca``: the paper's Alpaca-style text (preamble, ``### Instruction:``, ``### Input:``,
+  ``### Options:`` when the sample has options, ``### Response:``).
+- ``mistral``: the same body wrapped in ``[INST] ... [/INST]`` before the response marker.
+- ``chat``: the body as one user turn through the tokenizer's own chat template (for instruct
+  models); requires a tokenizer that has one.
+
+Options are rendered one per line, in order, exactly as stored in the sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from ecellm.data.schema import Sample
+
+Template = Literal["alpaca", "mistral", "chat"]
+TEMPLATES: tuple[str, ...] = ("alpaca", "mistral", "chat")
+
+PREAMBLE = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request."
+)
+RESPONSE_MARKER = "### Response:"
+# Text a model may continue with after its answer; generation stops there.
+STOP_STRINGS: tuple[str, ...] = ("### Instruction:", "### Input:", "### Response:", "\n\n\n", "[INST]")
+
+
+def render_body(sample: Sample) -> str:
+    """Instruction, input and options as the sectioned text both paper templates share."""
+    parts = [f"### Instruction:\n{sample.instruction}", f"### Input:\n{sample.input}"]
+    if sample.options:
+        parts.append("### Options:\n" + "\n".join(sample.options))
+    return "\n\n".join(parts)
+
+
+def render_prompt(sample: Sample, template: str = "alpaca", tokenizer: Any = None) -> str:
+    """Everything the model sees before its answer."""
+    body = render_body(sample)
+    if template == "alpaca":
+        return f"{PREAMBLE}\n\n{body}\n\n{RESPONSE_MARKER}\n"
+    if template == "mistral":
+        return f"[INST] {PREAMBLE}\n\n{body} [/INST]\n\n{RESPONSE_MARKER}\n"
+    if template == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'mistral'")
+        messages = [{"role": "user", "content": f"{PREAMBLE}\n\n{body}"}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+
+
+def render_target(sample: Sample, eos_token: str | None = None) -> str:
+    """The training target that follows the prompt: the gold output, then EOS."""
+    return sample.output + (eos_token or "")
+
+
+def extract_response(text: str, stop: tuple[str, ...] = STOP_STRINGS) -> str:
+    """The answer part of generated text: after the last response marker, before any stop string.
+
+    Accepts either the full decoded sequence (prompt included) or only the new tokens.
+    """
+    if RESPONSE_MARKER in text:
+        text = text.rsplit(RESPONSE_MARKER, 1)[1]
+    cut = len(text)
+    for s in stop:
+        i = text.find(s)
+        if i != -1:
+            cut = min(cut, i)
+    return text[:cut].strip()

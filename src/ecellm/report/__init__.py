@@ -1,0 +1,1 @@
+"""ecellm.report"""

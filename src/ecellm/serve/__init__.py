@@ -1,0 +1,1 @@
+"""ecellm.serve"""

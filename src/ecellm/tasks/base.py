@@ -1,0 +1,75 @@
+"""What a task is: its identity, answer format, instructions, decoding and parser.
+
+One module per task under ``ecellm.tasks`` builds a :class:`Task`; the registry lists them.
+Adding an 11th task is one new module and one line in ``ecellm.tasks.registry.TASK_MODULES``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from ecellm.data.schema import Sample
+
+AnswerKind = Literal["attribute_values", "letter", "option", "yes_no", "ranking", "text"]
+DecodeMode = Literal["generate", "choice", "constrained"]
+Category = Literal["product understanding", "user understanding", "query understanding", "product question answering"]
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """A model output that could not be read as an answer; ``reason`` says why."""
+
+    reason: str
+
+    def __bool__(self) -> bool:  # an Invalid is never a usable answer
+        return False
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task definition. Parsers are plain functions so each task module stays declarative.
+
+    - ``options``: the fixed option strings shown to the model (empty when the task has none
+      or when options vary per sample, as in SR).
+    - ``instructions``: the diverse pool; ``instructions[0]`` is the seed (used by *Single*).
+    - ``unseen_instruction``: held out of training; used by the *Unseen* settings.
+    - ``decode``: the default decoding mode for closed or structured answers.
+    """
+
+    abbr: str
+    name: str
+    aliases: tuple[str, ...]
+    category: Category
+    metric: str
+    answer_kind: AnswerKind
+    instructions: tuple[str, ...]
+    unseen_instruction: str
+    decode: DecodeMode
+    max_new_tokens: int
+    has_ood: bool
+    options: tuple[str, ...] = ()
+    option_letters: tuple[str, ...] = ()
+    parser: Any = None  # Callable[[str, Sample | None, bool], Any | Invalid]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def parse(self, text: str | None, sample: Sample | None = None, *, lenient: bool = False) -> Any:
+        """Read raw model text as a structured answer, or return :class:`Invalid`. Never raises."""
+        if self.parser is None:
+            raise NotImplementedError(f"task {self.abbr} has no parser")
+        try:
+            return self.parser(text if isinstance(text, str) else "", sample, lenient)
+        except Exception as exc:  # a parser bug must not crash an evaluation run
+            return Invalid(f"parser error: {type(exc).__name__}: {exc}")
+
+    def choices(self, sample: Sample) -> list[str]:
+        """Every allowed answer string for choice scoring (exactly as a gold output is written)."""
+        if self.answer_kind == "yes_no":
+            return ["yes", "no"]
+        if self.answer_kind == "option":
+            return list(sample.options or self.options)
+        if self.answer_kind == "letter":
+            opts = sample.options or list(self.options)
+            return [o.split(":", 1)[0].strip() for o in opts]
+        raise ValueError(f"task {self.abbr} has no closed answer set")

@@ -1,0 +1,30 @@
+"""PM: product matching (do two listings describe the same product?). Output: yes/no."""
+
+from ecellm.tasks.base import Task
+from ecellm.tasks.parsing import parse_yes_no
+
+TASK = Task(
+    abbr="PM",
+    name="Product_Matching",
+    aliases=("product matching",),
+    category="product understanding",
+    metric="F1",
+    answer_kind="yes_no",
+    instructions=(
+        "Decide whether product 1 and product 2 are the same real-world product, using their titles, "
+        "descriptions, manufacturers and prices. Answer yes or no.",
+        "Do these two product listings refer to the same item? Reply with yes or no.",
+        "Compare the two product records and answer yes if they describe one identical product, "
+        "otherwise no.",
+        "Given two product entries from different stores, determine whether they match. Output yes or no.",
+        "Check whether the two products below are the same product sold under different listings; "
+        "respond with yes or no only.",
+    ),
+    unseen_instruction=(
+        "Are the two listed products one and the same item? Answer with yes or no."
+    ),
+    decode="choice",
+    max_new_tokens=3,
+    has_ood=False,
+    parser=parse_yes_no,
+)

