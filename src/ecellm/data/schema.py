@@ -56,7 +56,10 @@ class Sample(BaseModel):
     def _task(cls, v: str) -> str:
         from ecellm.tasks import get_task
 
-        return get_task(v).abbr
+        try:
+            return get_task(v).abbr
+        except KeyError as exc:  # pydantic reports ValueError as a validation error on this field
+            raise ValueError(str(exc.args[0])) from None
 
     def to_record(self) -> dict[str, Any]:
         """The JSONL record (ecellm's own format)."""
