@@ -41,5 +41,5 @@ TASK = Task(
     has_ood=False,
     options=OPTIONS,
     option_letters=LETTERS,
-    parser=partial(parse_letter, letters=LETTERS),
+    parser=partial(parse_letter, letters=LETTERS, options=OPTIONS),
 )

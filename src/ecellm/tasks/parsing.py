@@ -1,8 +1,18 @@
 """Parsers from raw model text to structured answers, shared by the task modules.
 
 Every parser takes ``(text, sample, lenient)`` and returns an answer or :class:`Invalid`; it
-must never raise. Strict extraction accepts only what a well-formed answer looks like;
-``lenient`` also digs the answer out of chatter ("Answer: B.", "Yes, it is.").
+must never raise (``Task.parse`` also guards against bugs). Two levels, because a score must say
+how generous its reading was:
+
+- strict (default) accepts what a well-formed answer looks like, which includes every gold
+  output form (``yes``, ``A``, ``B: positive``, ``B,A,C``, a JSON list), case-insensitive where
+  case carries no meaning (yes/no) and exact where it does (option letters);
+- ``lenient`` also digs the answer out of chatter: ``Answer: B.``, ``(B)``, ``Yes, it is.``,
+  an option's text alone, ``B > A > C``, a JSON list inside a code fence or written as a
+  Python literal.
+
+The paper-mode readings of the reference evaluator are deliberately *not* here: they live in
+``ecellm.evaluate.paper`` because they reproduce defects, not a format.
 """
 
 from __future__ import annotations
@@ -14,17 +24,34 @@ from typing import Any
 
 from ecellm.tasks.base import Invalid
 
-_LEAD = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?(?:answer|output|response|option|choice)\s*(?:is)?\s*[:\-]?\s*", re.I)
+_LEAD = re.compile(
+    r"^\s*(?:the\s+)?(?:final\s+|correct\s+|best\s+)?(?:answer|output|response|option|choice|label|ranking)"
+    r"\s*(?:is|would be)?\s*[:\-=]?\s*",
+    re.I,
+)
+_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
+
+
+def _ws(text: str) -> str:
+    """Lower-case and collapse whitespace, for comparing option texts."""
+    return " ".join(text.lower().split())
 
 
 def _clean(text: str, lenient: bool) -> str:
+    """Strip, and in lenient mode peel a leading "Answer:" and surrounding quotes or markdown."""
     t = text.strip()
     if lenient:
+        t = _FENCE.sub(r"\1", t)
         t = _LEAD.sub("", t).strip().strip("*\"'`").strip()
     return t
 
 
+def _short(text: str) -> str:
+    return repr(text.strip()[:40])
+
+
 def parse_yes_no(text: str, sample: Any, lenient: bool) -> str | Invalid:
+    """``yes`` or ``no`` (any case). Lenient: a leading yes/no word, e.g. ``Yes, it is.``."""
     t = _clean(text, lenient).lower()
     if t in ("yes", "no"):
         return t
@@ -32,67 +59,111 @@ def parse_yes_no(text: str, sample: Any, lenient: bool) -> str | Invalid:
         m = re.match(r"^(yes|no)\b", t)
         if m:
             return m.group(1)
-    return Invalid(f"expected 'yes' or 'no', got {text.strip()[:40]!r}")
+    return Invalid(f"expected 'yes' or 'no', got {_short(text)}")
 
 
-def allowed_letters(sample: Any, default: tuple[str, ...]) -> tuple[str, ...]:
-    opts = getattr(sample, "options", None) or []
-    if opts:
-        return tuple(o.split(":", 1)[0].strip() for o in opts)
-    return default
-
-
-def parse_letter(text: str, sample: Any, lenient: bool, letters: tuple[str, ...]) -> str | Invalid:
-    """One option letter: ``B``, ``B:``, ``B: positive`` or (lenient) ``(B)``, ``Answer: B.``."""
-    allowed = allowed_letters(sample, letters)
-    t = _clean(text, lenient)
-    if lenient:
-        t = t.lstrip("([").strip()
-    m = re.match(r"^([A-Za-z])(?:$|[\s:.)\]])", t)
-    if not m or m.group(1).upper() != m.group(1):
-        return Invalid(f"expected one option letter, got {text.strip()[:40]!r}")
-    letter = m.group(1)
-    if letter not in allowed:
-        return Invalid(f"letter {letter!r} is not an option ({''.join(allowed)})")
-    return letter
-
-
-def parse_ranking(text: str, sample: Any, lenient: bool, letters: tuple[str, ...]) -> list[str] | Invalid:
-    """A comma-separated list of option letters, e.g. ``B,A,C``."""
-    t = _clean(text, lenient)
-    parts = [p.strip() for p in t.split(",")]
-    out: list[str] = []
-    for p in parts:
-        m = re.match(r"^([A-Z])\b", p)
-        if not m:
-            return Invalid(f"ranking item {p[:20]!r} is not a letter")
-        out.append(m.group(1))
+def option_map(sample: Any, default_options: tuple[str, ...], default_letters: tuple[str, ...]) -> dict[str, str]:
+    """Letter -> option description for this sample (sample options win over the task's)."""
+    opts = list(getattr(sample, "options", None) or []) or list(default_options)
+    out: dict[str, str] = {}
+    for o in opts:
+        letter, _, desc = str(o).partition(":")
+        letter = letter.strip()
+        if len(letter) == 1:
+            out[letter] = desc.strip()
     if not out:
-        return Invalid("empty ranking")
+        out = dict.fromkeys(default_letters, "")
     return out
 
 
-def parse_json_list(text: str, sample: Any, lenient: bool) -> list[dict[str, Any]] | Invalid:
-    """A JSON list of objects (AVE). Lenient mode also tries the first ``[...]`` span and Python repr."""
+def allowed_letters(sample: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The option letters a sample allows (its own options, else the task's letters)."""
+    return tuple(option_map(sample, (), default))
+
+
+def parse_letter(
+    text: str, sample: Any, lenient: bool, letters: tuple[str, ...], options: tuple[str, ...] = ()
+) -> str | Invalid:
+    """One option letter.
+
+    Strict: ``B``, ``B:`` or ``B: <text>`` where ``<text>`` is a prefix of option B's text (so
+    ``B: positive`` and MPC's short ``A: exact`` pass, ``B: negative`` does not). Lenient also
+    takes ``(B)``, ``B.``, ``B) positive``, ``Answer: B`` and an option's text on its own.
+    """
+    omap = option_map(sample, options, letters)
+    t = _clean(text, lenient)
+    m = re.match(r"^([A-Z])\s*(?::\s*(.*))?$", t, re.S)
+    if m:
+        letter, rest = m.group(1), m.group(2)
+        if letter not in omap:
+            return Invalid(f"letter {letter!r} is not an option ({''.join(omap)})")
+        if not rest or not omap[letter] or _ws(omap[letter]).startswith(_ws(rest)) or lenient:
+            return letter
+        return Invalid(f"text after {letter}: does not match option {letter}: {_short(rest)}")
+    if lenient:
+        m = re.match(r"^[(\[]?([A-Z])(?:$|[\s:.)\],])", t)
+        if m and m.group(1) in omap:
+            return m.group(1)
+        hits = [k for k, v in omap.items() if v and _ws(v) == _ws(t.rstrip("."))]
+        if len(hits) == 1:
+            return hits[0]
+    return Invalid(f"expected one option letter, got {_short(text)}")
+
+
+def parse_ranking(text: str, sample: Any, lenient: bool, letters: tuple[str, ...]) -> list[str] | Invalid:
+    """Letters best first joined by commas, e.g. ``B,A,C`` (spaces allowed around commas).
+
+    Unknown or repeated letters are returned as written: deciding what they are worth is the
+    scorer's job (strict mode ignores unknown letters and keeps the first of each duplicate).
+    Lenient also reads ``B > A > C``, ``B A C`` and ``1. B 2. A``.
+    """
+    t = _clean(text, lenient)
+    if re.fullmatch(r"[A-Z](?:\s*,\s*[A-Z])*", t):
+        return [p.strip() for p in t.split(",")]
+    if lenient:
+        found = re.findall(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", t)
+        if found:
+            return found
+    return Invalid(f"expected letters joined by ',', got {_short(text)}")
+
+
+def parse_json_list(text: str, sample: Any, lenient: bool) -> list[Any] | Invalid:
+    """A JSON list (AVE). Items are returned as parsed, even non-objects, so that a strict scorer
+    can count them as wrong predictions. Lenient also accepts a code fence, the first ``[...]``
+    span, a single object and a Python literal."""
     t = text.strip()
     candidates = [t]
     if lenient:
-        m = re.search(r"\[.*\]", t, re.S)
+        t2 = _FENCE.sub(r"\1", t)
+        candidates.append(t2)
+        m = re.search(r"\[.*\]", t2, re.S)
         if m:
             candidates.append(m.group(0))
+    loaders = (json.loads, ast.literal_eval) if lenient else (json.loads,)
     for c in candidates:
-        for loader in (json.loads, ast.literal_eval) if lenient else (json.loads,):
+        for loader in loaders:
             try:
                 val = loader(c)
             except Exception:
                 continue
-            if isinstance(val, dict):
+            if lenient and isinstance(val, dict):
                 val = [val]
-            if isinstance(val, list) and all(isinstance(v, dict) for v in val):
+            if isinstance(val, list):
                 return val
-    return Invalid("not a JSON list of objects")
+    return Invalid("not a JSON list")
 
 
 def parse_text(text: str, sample: Any, lenient: bool) -> str | Invalid:
-    t = text.strip()
+    """Free text (AG): anything non-empty. Lenient peels a leading "Answer:"."""
+    t = _clean(text, lenient)
     return t if t else Invalid("empty answer")
+
+
+def render_answer(answer: Any, answer_kind: str) -> str:
+    """Write a parsed answer back in its gold form (``B``, ``B,A``, JSON), so lenient extraction
+    can feed the paper-mode scorers, which read text."""
+    if answer_kind == "ranking":
+        return ",".join(answer)
+    if answer_kind == "attribute_values":
+        return json.dumps(answer, ensure_ascii=False)
+    return str(answer)

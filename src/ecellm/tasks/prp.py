@@ -40,5 +40,5 @@ TASK = Task(
     has_ood=True,
     options=OPTIONS,
     option_letters=LETTERS,
-    parser=partial(parse_letter, letters=LETTERS),
+    parser=partial(parse_letter, letters=LETTERS, options=OPTIONS),
 )

@@ -1,0 +1,149 @@
+"""Paper mode: the reference evaluator's numbers, defects included, without its crashes.
+
+Each scorer takes the gold outputs and the prediction texts of one (task, setting) group in
+sample order and returns ``{"metrics": {...}, "invalid": int}``. Reproduced on purpose (so
+scores are comparable with published tables; ``docs/evaluation.md`` lists them):
+
+- invalid answers are dropped from predictions *and* labels (binary, multi-class, SR);
+- multi-class answers are reduced to their first character, any of A-E is valid (also for
+  PRP's three options), and macro averages run over the union of gold and predicted labels;
+- AVE counts every (gold triple, predicted item) hit, so duplicates count several times, uses
+  the reference's epsilons, and in OOD settings also accepts substring matches (an empty value
+  is a substring of everything);
+- QPR computes the ideal DCG from the predicted items only and divides by ``idcg + 1e-6``.
+
+Where the reference crashes, values are defined instead: an empty prediction is invalid
+(multi-class), a group with nothing valid left scores 0.0, one class left gives the counts it
+gives (no ``confusion_matrix`` unpacking), non-dict AVE items are ignored, missing labels
+raise an ``InputError`` upstream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from ecellm.evaluate.metrics import accuracy, binary_counts, dcg, macro_prf, ratio
+
+_MULTI = frozenset("ABCDE")
+_SR = frozenset("ABCDEFGHIJKLMNOPQRST")
+QPR_GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
+
+
+def score_binary(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
+    """PM, PSI, AP: ``yes``/``no`` after lower() and strip(); others dropped from both sides."""
+    kept_g: list[str] = []
+    kept_p: list[str] = []
+    for g, p in zip(gold, preds, strict=True):
+        p = p.lower().strip()
+        if p in ("yes", "no"):
+            kept_g.append(g)
+            kept_p.append(p)
+    c = binary_counts(kept_g, kept_p)
+    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
+    metrics = {
+        "accuracy": accuracy(kept_g, kept_p),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "specificity": tn / (tn + fp + 1e-8),
+        "npv": tn / (tn + fn + 1e-8),
+        **c,
+    }
+    return {"metrics": metrics, "invalid": len(gold) - len(kept_g)}
+
+
+def score_multiclass(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
+    """PRP, SA, MPC: first character of the stripped prediction in A-E; labels cut the same way."""
+    kept_g: list[str] = []
+    kept_p: list[str] = []
+    for g, p in zip(gold, preds, strict=True):
+        p = p.strip()
+        if p and p[0] in _MULTI:
+            kept_p.append(p[0])
+            kept_g.append(g[:1])
+    labels = sorted(set(kept_g) | set(kept_p))
+    metrics: dict[str, Any] = {"accuracy": accuracy(kept_g, kept_p), **macro_prf(kept_g, kept_p, labels)}
+    metrics["labels"] = labels
+    return {"metrics": metrics, "invalid": len(gold) - len(kept_g)}
+
+
+def score_sr(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
+    """SR: the stripped prediction must be exactly one letter A-T; HR@1 over the valid ones."""
+    kept = [(g, p.strip()) for g, p in zip(gold, preds, strict=True) if p.strip() in _SR]
+    hr = accuracy([g for g, _ in kept], [p for _, p in kept])
+    return {"metrics": {"hr@1": hr, "accuracy": hr}, "invalid": len(gold) - len(kept)}
+
+
+def _load_list(text: str) -> tuple[list[Any], bool]:
+    """(items, parsed): unparsable JSON -> ([], False); parsable non-list -> ([], True)."""
+    try:
+        val = json.loads(text)
+    except (ValueError, RecursionError):
+        return [], False
+    return (val if isinstance(val, list) else []), True
+
+
+def _relaxed(p: Any, lab: Any) -> bool:
+    """The reference's OOD match on value and source: one a substring of the other."""
+    if p["value"] is None or p["source"] is None:
+        return False
+    pv, lv = str(p["value"]), str(lab["value"])
+    ps, ls = str(p["source"]), str(lab["source"])
+    return (pv in lv or lv in pv) and (ps in ls or ls in ps)
+
+
+def score_ave(gold: Sequence[str], preds: Sequence[str], setting: str) -> dict[str, Any]:
+    """AVE: hits over every (gold triple, predicted item) pair; relaxed matches in OOD settings."""
+    ood = "OOD" in setting
+    hits = n_gold = n_pred = invalid = 0
+    for g, p in zip(gold, preds, strict=True):
+        items, ok = _load_list(p)
+        invalid += not ok
+        items = [it for it in items if isinstance(it, dict)]
+        n_pred += sum("attribute" in it for it in items)
+        full = [it for it in items if "attribute" in it and "value" in it and "source" in it]
+        labels, ok_gold = _load_list(g)
+        if not ok_gold:
+            continue
+        for lab in labels:
+            if not isinstance(lab, dict) or not {"attribute", "value", "source"} <= lab.keys():
+                continue
+            n_gold += 1
+            for it in full:
+                same_attr = it["attribute"] == lab["attribute"]
+                if same_attr and it["value"] == lab["value"] and it["source"] == lab["source"]:
+                    hits += 1
+                elif ood and same_attr and _relaxed(it, lab):
+                    hits += 1
+    recall = ratio(hits, n_gold)
+    precision = hits / (n_pred + 1e-6)
+    f1 = 2 * recall * precision / (recall + precision + 1e-6)
+    metrics = {"f1": f1, "precision": precision, "recall": recall, "hits": hits, "n_gold": n_gold, "n_pred": n_pred}
+    return {"metrics": metrics, "invalid": invalid}
+
+
+def score_qpr(preds: Sequence[str], labels: Sequence[Sequence[str]]) -> dict[str, Any]:
+    """QPR: NDCG with the ideal ranking built from the predicted items; mean over all samples.
+
+    ``invalid`` counts samples with at least one unreadable token; the reference's own
+    ``#invalid`` (a token count) is kept as ``invalid_tokens``.
+    """
+    total = 0.0
+    bad_tokens = bad_samples = 0
+    for p, labs in zip(preds, labels, strict=True):
+        letter_gain = {chr(ord("A") + i): QPR_GAINS.get(lab) for i, lab in enumerate(labs)}
+        gains: list[float] = []
+        bad = 0
+        for tok in p.strip().split(","):
+            g = letter_gain.get(tok[:1]) if tok else None
+            if g is None:
+                bad += 1
+            else:
+                gains.append(g)
+        bad_tokens += bad
+        bad_samples += bad > 0
+        total += dcg(gains) / (dcg(sorted(gains, reverse=True)) + 1e-6)
+    ndcg = ratio(total, len(preds))
+    return {"metrics": {"ndcg": ndcg, "invalid_tokens": bad_tokens}, "invalid": bad_samples}

@@ -1,0 +1,151 @@
+"""An OpenAI-compatible HTTP API over an ecellm model (``ecellm serve``).
+
+Why a server at all: the paper's API baselines (GPT-4, Gemini, Claude) run through
+:class:`ecellm.infer.openai_backend.OpenAIBackend`; serving our own tuned models behind the
+same protocol lets one client, one prompt format and one scorer cover both, and lets other
+tools (lm-eval-harness, chat UIs) talk to an ecellm model without code.
+
+Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` (prompt string or
+list, ``max_tokens``, ``temperature``, ``stop``, ``logprobs`` and ``echo`` for scoring) and
+``POST /v1/chat/completions`` (messages rendered with the tokenizer's chat template). Errors
+use the OpenAI ``{"error": {...}}`` shape.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ecellm.models.loading import LoadedModel
+from ecellm.serve.engine import Engine, Generation
+from ecellm.serve.schemas import ChatRequest, CompletionRequest
+from ecellm.serve.security import resolve_token, token_matches
+
+
+def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "param": param, "code": None}})
+
+
+def _usage(gens: list[Generation]) -> dict[str, int]:
+    prompt = sum(g.prompt_tokens for g in gens)
+    completion = sum(g.completion_tokens for g in gens)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def create_app(
+    model_spec: str = "smollm2-135m",
+    *,
+    adapter: str | None = None,
+    token: str | None = None,
+    loaded: LoadedModel | None = None,
+    served_name: str | None = None,
+    max_tokens_limit: int = 2048,
+    max_prompts: int = 64,
+    max_batch: int = 8,
+    trust_remote_code: bool = False,
+) -> FastAPI:
+    """Build the app. Pass ``loaded`` to serve a model already in memory (tests, notebooks).
+
+    ``token`` (or ``$ECELLM_SERVER_TOKEN``) turns on bearer authentication for ``/v1``;
+    ``/health`` stays open so load balancers can probe it. Requests naming another model than
+    ``served_name`` (default: the model spec) get 404, as from OpenAI, instead of an answer
+    from the wrong model.
+    """
+    if loaded is None:
+        from ecellm.models.loading import load_model_and_tokenizer
+
+        loaded = load_model_and_tokenizer(model_spec, adapter=adapter, trust_remote_code=trust_remote_code)
+    engine = Engine(loaded, max_batch=max_batch)
+    name = served_name or model_spec
+    secret = resolve_token(token)
+    created = int(time.time())
+
+    app = FastAPI(title="ecellm", description="OpenAI-compatible API over an ecellm model")
+    app.state.engine = engine
+    app.state.served_name = name
+
+    def authorize(request: Request) -> None:
+        if secret and not token_matches(request.headers.get("authorization"), secret):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    def check_model(requested: str | None) -> None:
+        if requested is not None and requested != name:
+            raise HTTPException(status_code=404, detail=f"model {requested!r} is not served here (serving {name!r})")
+
+    def check_budget(max_tokens: int, n_prompts: int) -> None:
+        if max_tokens > max_tokens_limit:
+            raise HTTPException(status_code=400, detail=f"max_tokens {max_tokens} exceeds the limit {max_tokens_limit}")
+        if n_prompts == 0 or n_prompts > max_prompts:
+            raise HTTPException(status_code=400, detail=f"send between 1 and {max_prompts} prompts per request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kinds = {401: "authentication_error", 404: "not_found_error"}
+        return _error(exc.status_code, str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        return _error(400, f"{param}: {first.get('msg')}" if param else str(first.get("msg")), "invalid_request_error", param)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": name}
+
+    @app.get("/v1/models", dependencies=[Depends(authorize)])
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm"}]}
+
+    @app.post("/v1/completions", dependencies=[Depends(authorize)])
+    def completions(body: CompletionRequest) -> dict[str, Any]:
+        check_model(body.model)
+        prompts = body.prompts()
+        check_budget(body.max_tokens, len(prompts))
+        try:
+            gens = engine.generate(
+                prompts, max_tokens=body.max_tokens, stop=body.stop_list(),
+                temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+            )
+            choices = []
+            for i, (prompt, gen) in enumerate(zip(prompts, gens, strict=True)):
+                logprobs = None
+                if body.logprobs is not None:
+                    scores = engine.score(prompt + gen.text, top_k=body.logprobs)
+                    logprobs = (scores if body.echo else scores.after(len(prompt))).as_dict()
+                text = prompt + gen.text if body.echo else gen.text
+                choices.append({"index": i, "text": text, "logprobs": logprobs, "finish_reason": gen.finish_reason})
+        except ValueError as exc:  # context overflow, unsupported scoring
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {
+            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
+            "model": name, "choices": choices, "usage": _usage(gens),
+        }
+
+    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
+    def chat(body: ChatRequest) -> dict[str, Any]:
+        check_model(body.model)
+        max_tokens = body.token_budget(default=min(512, max_tokens_limit))
+        check_budget(max_tokens, 1)
+        try:
+            prompt = engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
+            (gen,) = engine.generate(
+                [prompt], max_tokens=max_tokens, stop=body.stop_list(), temperature=body.temperature,
+                top_p=body.top_p, seed=body.seed, add_special_tokens=False,
+            )
+        except ValueError as exc:
+            raise HTTPException(status_code=400, detail=str(exc)) from exc
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": name, "usage": _usage([gen]),
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
+                         "finish_reason": gen.finish_reason}],
+        }
+
+    return app

@@ -1,0 +1,148 @@
+"""The training recipe as one validated object: a YAML file plus ``key=value`` overrides.
+
+Every field is declared with ``extra="forbid"`` so a misspelt key fails at load time with its
+dotted path, instead of being silently ignored halfway through a multi-hour run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ecellm.errors import InputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where samples come from and which of them train."""
+
+    train: str = Field(description="ecellm JSONL file, build folder, reference folder or HF dataset")
+    val: str | None = Field(default=None, description="validation source; default: the 'val' split of `train`")
+    tasks: list[str] | None = Field(default=None, description="task filter (task-specific run); None = generalist")
+    settings: list[str] = Field(default_factory=lambda: ["IND_Diverse_Instruction"])
+    max_train_samples: int | None = Field(default=None, ge=1)
+    max_val_samples: int | None = Field(default=None, ge=1)
+    per_task_train: int | None = Field(default=None, ge=1, description="cap per task, seeded sample")
+    task_weights: dict[str, float] | None = Field(
+        default=None, description="relative share of each task in the per-task cap (e.g. {AG: 0.5})"
+    )
+
+
+class LoraConfig(_Strict):
+    r: int = Field(default=16, ge=1)
+    alpha: int = Field(default=16, ge=1)
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["auto"] = "auto"
+    lm_head: bool = Field(default=True, description="also adapt the output projection (the paper does)")
+
+
+class TrainConfig(_Strict):
+    """A complete, reproducible fine-tuning recipe."""
+
+    model: str = "smollm2-135m"
+    template: Literal["alpaca", "mistral", "chat"] = "alpaca"
+    trust_remote_code: bool = False
+    method: Literal["lora", "qlora", "full"] = "lora"
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    data: DataConfig
+    output_dir: str = "runs/train"
+    cutoff_len: int = Field(default=2048, ge=8)
+    batching: Literal["packed", "grouped", "padded"] = "packed"
+    micro_batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=1e-4, gt=0)
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(default=0.05, ge=0, le=1)
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int = Field(default=-1, description="> 0 overrides epochs")
+    eval_steps: int | None = Field(default=None, ge=1, description="validate every N steps; None = once per epoch")
+    save_steps: int | None = Field(default=None, ge=1, description="checkpoint every N steps; default = eval_steps")
+    save_total_limit: int | None = Field(default=2, ge=1)
+    load_best: bool = Field(default=True, description="finish with the checkpoint of lowest validation loss")
+    resume_from: str | None = Field(default=None, description="checkpoint folder, or 'latest' in output_dir")
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    logging_steps: int = Field(default=10, ge=1)
+    gradient_checkpointing: bool = False
+
+
+def _parse_value(text: str) -> Any:
+    """``key=value`` values use YAML scalars, so ``1e-4``, ``true``, ``[AVE,PRP]`` and ``null`` work."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, file: str) -> dict[str, Any]:
+    """Set dotted keys (``lora.r=8``) in a nested dict; a malformed override names itself."""
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"override {item!r} is not key=value", file=file, field=item)
+        key, value = item.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise InputError(f"override {item!r} has an empty key", file=file, field=item)
+        node = raw
+        for p in parts[:-1]:
+            nxt = node.setdefault(p, {})
+            if not isinstance(nxt, dict):
+                raise InputError(f"cannot set {key!r}: {p!r} is not a section", file=file, field=key)
+            node = nxt
+        node[parts[-1]] = _parse_value(value)
+    return raw
+
+
+def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
+    """Data paths are relative to the current directory like every CLI path, except that a path
+    that only exists next to the config file is taken from there (configs can name sibling files)."""
+    def fix(p: str | None) -> str | None:
+        if p is None or Path(p).is_absolute() or Path(p).exists():
+            return p
+        cand = base / p
+        return str(cand) if cand.exists() else p
+
+    cfg.data.train = fix(cfg.data.train) or cfg.data.train
+    cfg.data.val = fix(cfg.data.val)
+    return cfg
+
+
+def load_config(
+    config: str | os.PathLike[str] | dict[str, Any] | TrainConfig, overrides: list[str] | tuple[str, ...] = ()
+) -> TrainConfig:
+    """Read a YAML file (or take a dict), apply overrides and validate; errors name file and key."""
+    if isinstance(config, TrainConfig):
+        raw: dict[str, Any] = config.model_dump()
+        file, base = "<config>", Path.cwd()
+    elif isinstance(config, dict):
+        raw, file, base = dict(config), "<config>", Path.cwd()
+    else:
+        path = Path(config)
+        file, base = str(path), path.parent
+        if not path.exists():
+            raise InputError("config file not found", file=file)
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"malformed YAML: {exc}", file=file) from exc
+        if not isinstance(raw, dict):
+            raise InputError("a config must be a mapping of keys to values", file=file)
+    raw = apply_overrides(raw, overrides, file=file)
+    try:
+        cfg = TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"]) or "<root>"
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise InputError(f"{msg}{more}", file=file, field=loc) from None
+    return _resolve_paths(cfg, base)

@@ -1,0 +1,175 @@
+"""Training data: select samples, render them with the shared prompt renderer, tokenize with
+completion-only labels, and batch them (padding-free packing or length-grouped padding).
+
+Why this is not the reference's recipe: the reference tokenizes prompt+answer, truncates at the
+cutoff and keeps a sample even when its whole answer was cut away (every label masked, so the
+sample costs compute and teaches nothing). Here such a sample is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ecellm.data.schema import Sample
+from ecellm.errors import InputError
+from ecellm.io import iter_jsonl
+from ecellm.prompts import render_prompt, render_target
+from ecellm.tasks import get_task
+
+IGNORE = -100
+
+
+def _read_jsonl_samples(path: Path) -> list[Sample]:
+    out = []
+    for line, rec in iter_jsonl(path):
+        try:
+            out.append(Sample(**rec))
+        except (ValidationError, TypeError) as exc:
+            err = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+            fld = ".".join(str(x) for x in err["loc"]) or None
+            raise InputError(err["msg"], file=str(path), record=line, field=fld) from None
+    return out
+
+
+def read_samples(path: str, *, tasks: Sequence[str] | None, settings: Sequence[str] | None,
+                 splits: Sequence[str] | None) -> list[Sample]:
+    """Samples from any distribution the evaluator's loader knows; a local JSONL reader otherwise.
+
+    The shared loader (``ecellm.data.loaders.load_samples``) is preferred so training reads
+    exactly what evaluation reads; the fallback covers ecellm JSONL files and build folders.
+    """
+    try:
+        from ecellm.data.loaders import load_samples
+    except ImportError:
+        load_samples = None
+    if load_samples is not None:
+        return list(load_samples(path, tasks=tasks, settings=settings, splits=splits))
+    p = Path(path)
+    if not p.exists():
+        raise InputError("training data not found", file=path)
+    files = sorted((p / "jsonl").glob("*/*/*.jsonl")) if p.is_dir() else [p]
+    if p.is_dir() and not files:
+        raise InputError("folder has no jsonl/{TASK}/{setting}/{split}.jsonl files", file=path)
+    abbrs = {get_task(t).abbr for t in tasks} if tasks else None
+    out = [
+        s for f in files for s in _read_jsonl_samples(f)
+        if (abbrs is None or s.task in abbrs) and (not settings or s.setting in settings)
+        and (not splits or s.split in splits)
+    ]
+    return sorted(out, key=lambda s: s.id)
+
+
+def select(samples: list[Sample], *, seed: int, per_task: int | None = None,
+           weights: dict[str, float] | None = None, limit: int | None = None) -> list[Sample]:
+    """A seeded, order-independent subset: sort by id, cap each task (optionally weighted), cap all."""
+    rng = random.Random(seed)
+    by_task: dict[str, list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: s.id):
+        by_task[s.task].append(s)
+    w = {get_task(k).abbr: v for k, v in (weights or {}).items()}
+    chosen: list[Sample] = []
+    for task in sorted(by_task):
+        group = by_task[task]
+        cap = len(group) if per_task is None else max(0, round(per_task * w.get(task, 1.0)))
+        chosen.extend(rng.sample(group, cap) if cap < len(group) else group)
+    if limit is not None and limit < len(chosen):
+        chosen = rng.sample(chosen, limit)
+    rng.shuffle(chosen)
+    return chosen
+
+
+@dataclass
+class EncodeStats:
+    """What tokenization kept and dropped; goes into the run manifest and the model card."""
+
+    samples: int = 0
+    kept: int = 0
+    dropped_target_cut: int = 0
+    prompt_tokens: list[int] = field(default_factory=list)
+    target_tokens: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        def q(xs: list[int]) -> dict[str, float]:
+            if not xs:
+                return {}
+            return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
+
+        return {"samples": self.samples, "kept": self.kept, "dropped_target_cut": self.dropped_target_cut,
+                "prompt_tokens": q(self.prompt_tokens), "target_tokens": q(self.target_tokens)}
+
+
+def encode(samples: list[Sample], tokenizer: Any, *, template: str, cutoff: int, seq2seq: bool,
+           stats: EncodeStats | None = None) -> list[dict[str, list[int]]]:
+    """Token ids and completion-only labels (prompt tokens are IGNORE), EOS closing the target.
+
+    The prompt is tokenized on its own, exactly as inference tokenizes it, so the model is trained
+    on the same token boundary it will see at prediction time.
+    """
+    stats = stats if stats is not None else EncodeStats()
+    eos = tokenizer.eos_token_id
+    out = []
+    for s in samples:
+        stats.samples += 1
+        prompt_ids = tokenizer(render_prompt(s, template, tokenizer))["input_ids"]
+        target_ids = tokenizer(render_target(s, None), add_special_tokens=False)["input_ids"] + [eos]
+        stats.prompt_tokens.append(len(prompt_ids))
+        stats.target_tokens.append(len(target_ids))
+        if seq2seq:
+            if len(prompt_ids) > cutoff or len(target_ids) > cutoff:
+                stats.dropped_target_cut += 1
+                continue
+            out.append({"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids), "labels": target_ids})
+        else:
+            if len(prompt_ids) + len(target_ids) > cutoff:
+                stats.dropped_target_cut += 1
+                continue
+            ids = prompt_ids + target_ids
+            out.append({"input_ids": ids, "attention_mask": [1] * len(ids),
+                        "labels": [IGNORE] * len(prompt_ids) + target_ids})
+        stats.kept += 1
+    return out
+
+
+def check_cutoff(stats: EncodeStats, cutoff: int, *, what: str, file: str) -> None:
+    """Fail before training when the cutoff leaves nothing to learn from, with the numbers."""
+    if stats.samples and stats.kept == 0:
+        need = min(p + t for p, t in zip(stats.prompt_tokens, stats.target_tokens, strict=True))
+        raise InputError(
+            f"cutoff_len={cutoff} drops every {what} sample: the shortest prompt is {min(stats.prompt_tokens)} "
+            f"tokens and the shortest prompt+answer {need} tokens; raise cutoff_len to at least {need}",
+            file=file, field="cutoff_len",
+        )
+
+
+class ListDataset:
+    """A map-style dataset over encoded rows (lengths exposed for length-grouped sampling)."""
+
+    def __init__(self, rows: list[dict[str, list[int]]]) -> None:
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, list[int]]:
+        return self.rows[i]
+
+
+def make_collator(batching: str, tokenizer: Any, model: Any, seq2seq: bool) -> Any:
+    """Packed: one row per micro-batch, ``position_ids`` restarting per sample, no padding at all
+    (transformers derives a block-diagonal mask from the position ids, so samples never attend to
+    each other). Grouped/padded: right-padding to the longest row in the micro-batch."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening
+
+    if batching == "packed" and not seq2seq:
+        flat = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
+        return lambda feats: flat([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in feats])
+    return DataCollatorForSeq2Seq(tokenizer, model=model if seq2seq else None, label_pad_token_id=IGNORE,
+                                  padding=True, return_tensors="pt")

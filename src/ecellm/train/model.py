@@ -1,0 +1,97 @@
+"""Base model preparation for training: load it, choose LoRA targets per architecture, wrap it.
+
+The paper adapts every attention and MLP projection plus the output head. Projection names
+differ per architecture, so they are looked up by ``config.model_type``; an unknown architecture
+falls back to every linear layer inside the transformer blocks, and a config can name its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from ecellm.errors import InputError
+from ecellm.train.config import TrainConfig
+
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGETS: dict[str, list[str]] = {
+    **{k: _LLAMA_LIKE for k in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
+                                "gemma3_text", "smollm3", "olmo", "olmo2", "granite")},
+    "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "t5": ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"],
+    "mt5": ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+HEAD_NAMES = ("lm_head", "embed_out", "output")
+
+
+def target_modules(model: Any, cfg: TrainConfig) -> list[str]:
+    """LoRA target module names present in ``model`` (the head added when ``lora.lm_head``)."""
+    import torch
+
+    linear_leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    if cfg.lora.target_modules != "auto":
+        missing = [t for t in cfg.lora.target_modules if t not in linear_leaves]
+        if missing:
+            raise InputError(f"no linear layer named {missing} in {type(model).__name__} (has {linear_leaves})",
+                             field="lora.target_modules")
+        names = list(cfg.lora.target_modules)
+    else:
+        wanted = TARGETS.get(getattr(model.config, "model_type", ""), [])
+        names = [t for t in wanted if t in linear_leaves] or [t for t in linear_leaves if t not in HEAD_NAMES]
+    if cfg.lora.lm_head:
+        names += [h for h in HEAD_NAMES if h in linear_leaves and h not in names][:1]
+    return names
+
+
+def _qlora_config() -> Any:
+    import torch
+
+    if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+        raise InputError("method 'qlora' needs a CUDA GPU and the bitsandbytes package; use method=lora on CPU",
+                         field="method")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
+def load_for_training(cfg: TrainConfig) -> Any:
+    """Load the base (any spec the inference engine loads) and make it trainable per ``cfg.method``."""
+    from ecellm.models.loading import LoadedModel, is_seq2seq_config, load_model_and_tokenizer, materialize
+    from ecellm.models.registry import resolve_model
+
+    if cfg.method == "qlora":
+        quant = _qlora_config()
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+        src = resolve_model(cfg.model)
+        folder = materialize(src)
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        seq2seq = is_seq2seq_config(config)
+        cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+        model = cls.from_pretrained(folder, quantization_config=quant, trust_remote_code=cfg.trust_remote_code)
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        loaded = LoadedModel(model=model, tokenizer=tok, source=src, adapter=None, is_seq2seq=seq2seq)
+    else:
+        dtype = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float32"}[cfg.precision]
+        loaded = load_model_and_tokenizer(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
+                                          for_training=True)
+    if cfg.method == "full":
+        return loaded
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    lcfg = LoraConfig(
+        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+        target_modules=target_modules(loaded.model, cfg), bias="none",
+        task_type=TaskType.SEQ_2_SEQ_LM if loaded.is_seq2seq else TaskType.CAUSAL_LM,
+    )
+    loaded.model = get_peft_model(loaded.model, lcfg)
+    return loaded
