@@ -28,7 +28,9 @@ def accuracy(gold: Sequence[Any], pred: Sequence[Any]) -> float:
     return ratio(sum(g == p for g, p in zip(gold, pred, strict=True)), len(gold))
 
 
-def binary_counts(gold: Sequence[str], pred: Sequence[Any], positive: str = "yes", negative: str = "no") -> dict:
+def binary_counts(
+    gold: Sequence[str], pred: Sequence[Any], positive: str = "yes", negative: str = "no"
+) -> dict:
     """Confusion counts with ``positive`` as the positive class.
 
     A prediction that is neither class (strict mode keeps invalid answers) is never a predicted

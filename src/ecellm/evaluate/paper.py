@@ -112,15 +112,21 @@ def score_ave(gold: Sequence[str], preds: Sequence[str], setting: str) -> dict[s
                 continue
             n_gold += 1
             for it in full:
-                same_attr = it["attribute"] == lab["attribute"]
-                if same_attr and it["value"] == lab["value"] and it["source"] == lab["source"]:
-                    hits += 1
-                elif ood and same_attr and _relaxed(it, lab):
-                    hits += 1
+                if it["attribute"] != lab["attribute"]:
+                    continue
+                exact = it["value"] == lab["value"] and it["source"] == lab["source"]
+                hits += exact or (ood and _relaxed(it, lab))
     recall = ratio(hits, n_gold)
     precision = hits / (n_pred + 1e-6)
     f1 = 2 * recall * precision / (recall + precision + 1e-6)
-    metrics = {"f1": f1, "precision": precision, "recall": recall, "hits": hits, "n_gold": n_gold, "n_pred": n_pred}
+    metrics = {
+        "f1": f1,
+        "precision": precision,
+        "recall": recall,
+        "hits": hits,
+        "n_gold": n_gold,
+        "n_pred": n_pred,
+    }
     return {"metrics": metrics, "invalid": invalid}
 
 

@@ -29,7 +29,10 @@ from ecellm.serve.security import resolve_token, token_matches
 
 
 def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": {"message": message, "type": kind, "param": param, "code": None}})
+    return JSONResponse(
+        status_code=status,
+        content={"error": {"message": message, "type": kind, "param": param, "code": None}},
+    )
 
 
 def _usage(gens: list[Generation]) -> dict[str, int]:
@@ -76,13 +79,19 @@ def create_app(
 
     def check_model(requested: str | None) -> None:
         if requested is not None and requested != name:
-            raise HTTPException(status_code=404, detail=f"model {requested!r} is not served here (serving {name!r})")
+            raise HTTPException(
+                status_code=404, detail=f"model {requested!r} is not served here (serving {name!r})"
+            )
 
     def check_budget(max_tokens: int, n_prompts: int) -> None:
         if max_tokens > max_tokens_limit:
-            raise HTTPException(status_code=400, detail=f"max_tokens {max_tokens} exceeds the limit {max_tokens_limit}")
+            raise HTTPException(
+                status_code=400, detail=f"max_tokens {max_tokens} exceeds the limit {max_tokens_limit}"
+            )
         if n_prompts == 0 or n_prompts > max_prompts:
-            raise HTTPException(status_code=400, detail=f"send between 1 and {max_prompts} prompts per request")
+            raise HTTPException(
+                status_code=400, detail=f"send between 1 and {max_prompts} prompts per request"
+            )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -93,7 +102,12 @@ def create_app(
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        return _error(400, f"{param}: {first.get('msg')}" if param else str(first.get("msg")), "invalid_request_error", param)
+        return _error(
+            400,
+            f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
+            "invalid_request_error",
+            param,
+        )
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -101,7 +115,10 @@ def create_app(
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm"}]}
+        return {
+            "object": "list",
+            "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm"}],
+        }
 
     @app.post("/v1/completions", dependencies=[Depends(authorize)])
     def completions(body: CompletionRequest) -> dict[str, Any]:
@@ -110,8 +127,12 @@ def create_app(
         check_budget(body.max_tokens, len(prompts))
         try:
             gens = engine.generate(
-                prompts, max_tokens=body.max_tokens, stop=body.stop_list(),
-                temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                prompts,
+                max_tokens=body.max_tokens,
+                stop=body.stop_list(),
+                temperature=body.temperature,
+                top_p=body.top_p,
+                seed=body.seed,
             )
             choices = []
             for i, (prompt, gen) in enumerate(zip(prompts, gens, strict=True)):
@@ -120,12 +141,18 @@ def create_app(
                     scores = engine.score(prompt + gen.text, top_k=body.logprobs)
                     logprobs = (scores if body.echo else scores.after(len(prompt))).as_dict()
                 text = prompt + gen.text if body.echo else gen.text
-                choices.append({"index": i, "text": text, "logprobs": logprobs, "finish_reason": gen.finish_reason})
+                choices.append(
+                    {"index": i, "text": text, "logprobs": logprobs, "finish_reason": gen.finish_reason}
+                )
         except ValueError as exc:  # context overflow, unsupported scoring
             raise HTTPException(status_code=400, detail=str(exc)) from exc
         return {
-            "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-            "model": name, "choices": choices, "usage": _usage(gens),
+            "id": f"cmpl-{uuid.uuid4().hex}",
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": name,
+            "choices": choices,
+            "usage": _usage(gens),
         }
 
     @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
@@ -136,16 +163,29 @@ def create_app(
         try:
             prompt = engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
             (gen,) = engine.generate(
-                [prompt], max_tokens=max_tokens, stop=body.stop_list(), temperature=body.temperature,
-                top_p=body.top_p, seed=body.seed, add_special_tokens=False,
+                [prompt],
+                max_tokens=max_tokens,
+                stop=body.stop_list(),
+                temperature=body.temperature,
+                top_p=body.top_p,
+                seed=body.seed,
+                add_special_tokens=False,
             )
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
         return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": name, "usage": _usage([gen]),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": gen.text},
-                         "finish_reason": gen.finish_reason}],
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": name,
+            "usage": _usage([gen]),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": gen.text},
+                    "finish_reason": gen.finish_reason,
+                }
+            ],
         }
 
     return app

@@ -108,7 +108,9 @@ class Engine:
         out: list[Generation] = []
         for start in range(0, len(prompts), self.max_batch):
             batch = prompts[start : start + self.max_batch]
-            out.extend(self._generate_batch(batch, max_tokens, stop, temperature, top_p, seed, add_special_tokens))
+            out.extend(
+                self._generate_batch(batch, max_tokens, stop, temperature, top_p, seed, add_special_tokens)
+            )
         return out
 
     def _generate_batch(
@@ -124,7 +126,13 @@ class Engine:
         import torch
 
         tok, model = self.tokenizer, self.loaded.model
-        enc = tok(prompts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=add_special_tokens)
+        enc = tok(
+            prompts,
+            return_tensors="pt",
+            padding=True,
+            padding_side="left",
+            add_special_tokens=add_special_tokens,
+        )
         prompt_lens = [int(m.sum()) for m in enc["attention_mask"]]
         if self.max_context and max(prompt_lens) + max_tokens > self.max_context:
             raise ValueError(
@@ -177,7 +185,9 @@ class Engine:
         ids: list[int] = enc["input_ids"]
         offsets: list[tuple[int, int]] = enc["offset_mapping"]
         if self.max_context and len(ids) > self.max_context:
-            raise ValueError(f"text has {len(ids)} tokens, more than the model's context of {self.max_context}")
+            raise ValueError(
+                f"text has {len(ids)} tokens, more than the model's context of {self.max_context}"
+            )
         device = next(model.parameters()).device
         with self._lock, torch.inference_mode():
             logits = model(torch.tensor([ids], device=device)).logits[0].float()
@@ -196,7 +206,9 @@ class Engine:
             scores.token_logprobs.append(float(row[tid]))
             if top_k > 0:
                 vals, idx = torch.topk(row, top_k)
-                scores.top_logprobs.append({tok.decode([int(j)]): float(v) for v, j in zip(vals, idx, strict=True)})
+                scores.top_logprobs.append(
+                    {tok.decode([int(j)]): float(v) for v, j in zip(vals, idx, strict=True)}
+                )
             else:
                 scores.top_logprobs.append(None)
         return scores

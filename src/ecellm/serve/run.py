@@ -43,8 +43,15 @@ class BackgroundServer:
     the context is entered. The same bind rule as :func:`serve` applies.
     """
 
-    def __init__(self, app: Any, *, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
-                 startup_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        startup_timeout: float = 30.0,
+    ) -> None:
         import uvicorn
 
         check_bind(host, resolve_token(token))

@@ -62,7 +62,9 @@ def parse_yes_no(text: str, sample: Any, lenient: bool) -> str | Invalid:
     return Invalid(f"expected 'yes' or 'no', got {_short(text)}")
 
 
-def option_map(sample: Any, default_options: tuple[str, ...], default_letters: tuple[str, ...]) -> dict[str, str]:
+def option_map(
+    sample: Any, default_options: tuple[str, ...], default_letters: tuple[str, ...]
+) -> dict[str, str]:
     """Letter -> option description for this sample (sample options win over the task's)."""
     opts = list(getattr(sample, "options", None) or []) or list(default_options)
     out: dict[str, str] = {}

@@ -1,0 +1,1 @@
+"""Streaming readers for the official raw formats (layout of ../shared/raw/README.md)."""

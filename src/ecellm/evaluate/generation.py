@@ -1,0 +1,41 @@
+"""AG scoring: BERTScore P/R/F1 (+ BLEURT when installed) in paper and strict mode.
+
+Paper: BERTScore on the full texts, BLEURT on texts cut to 300 words, BLEURT failures left
+out of its mean. Strict: every metric on the same (cut) texts, failures and empty answers
+scored 0 and kept in every mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ecellm.evaluate.bertscore import BertScoreModel, bertscore, bleurt, cut_words
+from ecellm.evaluate.metrics import mean
+
+
+def score_generation(
+    gold: Sequence[str], preds: Sequence[str], *, mode: str, model: BertScoreModel, use_bleurt: bool = True
+) -> dict[str, Any]:
+    """Mean BERTScore precision/recall/F1 over all samples, plus BLEURT if available."""
+    gold = [g.strip() for g in gold]
+    preds = [p.strip() for p in preds]
+    cut_g = [cut_words(g) for g in gold]
+    cut_p = [cut_words(p) for p in preds]
+    bs = bertscore(cut_p, cut_g, model) if mode == "strict" else bertscore(preds, gold, model)
+    metrics: dict[str, Any] = {f"bertscore_{k}": mean(v) for k, v in bs.items()}
+    metrics["bertscore_model"] = model.name
+    if use_bleurt:
+        bl = bleurt(cut_p, cut_g)
+        if "skipped" in bl:
+            metrics["bleurt"] = None
+            metrics["bleurt_skipped"] = bl["skipped"]
+        else:
+            scores = bl["scores"]
+            if mode == "strict":
+                kept = [s if (s is not None and p) else 0.0 for s, p in zip(scores, preds, strict=True)]
+            else:
+                kept = [s for s in scores if s is not None]
+            metrics["bleurt"] = mean(kept)
+            metrics["bleurt_failures"] = sum(s is None for s in scores)
+    return {"metrics": metrics, "invalid": sum(not p for p in preds)}

@@ -1,0 +1,102 @@
+"""``ecellm evaluate`` end to end: output file, manifest, and one-line errors with no output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+from tests.conftest import FIXTURES
+
+from ecellm import cli
+
+FX = FIXTURES / "reference_layout"
+
+
+def _run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["ecellm", "evaluate", *args])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_writes_metrics_and_manifest(monkeypatch, capsys, tmp_path):
+    out = tmp_path / "metrics.json"
+    code, stdout, _ = _run(
+        monkeypatch,
+        capsys,
+        "--data",
+        str(FX),
+        "--predictions",
+        str(FX / "evaluation"),
+        "--mode",
+        "strict",
+        "--tasks",
+        "PM,QPR",
+        "--output",
+        str(out),
+    )
+    assert code == 0
+    data = json.loads(out.read_text())
+    rows = {r["task"]: r for r in data["results"]}
+    assert set(rows) == {"PM", "QPR"}
+    assert rows["PM"]["score"] == pytest.approx(2 / 3)
+    assert rows["PM"]["task_name"] == "Product_Matching" and rows["PM"]["mode"] == "strict"
+    manifest = json.loads((tmp_path / "metrics.manifest.json").read_text())
+    assert manifest["kind"] == "evaluate" and manifest["config"]["mode"] == "strict"
+    assert "PM" in stdout and "0.6667" in stdout
+
+
+def _bad_case(tmp_path, kind):
+    """A copy of the fixture broken in one way; returns (data, predictions, words the error must name)."""
+    data, ev = tmp_path / "data", tmp_path / "data" / "evaluation"
+    shutil.copytree(FX, data)
+    if kind == "missing":
+        return data, tmp_path / "nope.jsonl", ["nope.jsonl", "file not found"]
+    if kind == "malformed":
+        p = tmp_path / "p.jsonl"
+        p.write_text('{"id": "PM-IND_Diverse_Instruction-test-000000", "prediction": "yes"}\n{"id": oops}\n')
+        return data, p, ["p.jsonl", "record 2", "malformed JSON"]
+    if kind == "unknown_task":
+        (ev / "Product_Teleportation").mkdir()
+        (ev / "Product_Teleportation" / "IND_Diverse_Instruction.json").write_text("[]")
+        return data, ev, ["Product_Teleportation", "unknown task"]
+    if kind == "count":
+        f = ev / "Product_Matching" / "IND_Diverse_Instruction.json"
+        f.write_text(json.dumps(["yes", "no"]))
+        return data, ev, ["IND_Diverse_Instruction.json", "2 predictions for 5 test samples"]
+    if kind == "bad_record":
+        f = data / "ECInstruct" / "Sentiment_Analysis" / "IND_Diverse_Instruction" / "test.json"
+        rows = json.loads(f.read_text())
+        rows[2]["options"] = "{not a list"
+        f.write_text(json.dumps(rows))
+        return data, ev, ["Sentiment_Analysis", "record 2", "field 'options'"]
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["missing", "malformed", "unknown_task", "count", "bad_record"])
+def test_cli_errors_are_one_line_and_leave_no_output(monkeypatch, capsys, tmp_path, kind):
+    data, preds, words = _bad_case(tmp_path, kind)
+    out = tmp_path / "out" / "metrics.json"
+    code, stdout, err = _run(
+        monkeypatch,
+        capsys,
+        "--data",
+        str(data),
+        "--predictions",
+        str(preds),
+        "--output",
+        str(out),
+        "--tasks",
+        "PM,SA",
+    )
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not out.exists() and not (tmp_path / "out" / "metrics.manifest.json").exists()
