@@ -14,7 +14,8 @@ def _print_table(result: dict) -> None:
     lenient = " +lenient" if result["lenient"] else ""
     table = Table(title=f"ecellm evaluate ({result['mode']} mode{lenient})")
     for col in ("task", "setting", "metric", "score", "n", "invalid", "coverage"):
-        table.add_column(col, justify="right" if col in ("score", "n", "invalid", "coverage") else "left")
+        right = col in ("score", "n", "invalid", "coverage")
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
     for r in result["results"]:
         table.add_row(
             r["task"],

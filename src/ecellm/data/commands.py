@@ -1,0 +1,105 @@
+"""``ecellm data build|stats|validate|fetch``: thin CLI wrappers over the data API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+data_app = typer.Typer(help="Build, inspect, validate and fetch ECInstruct data.", no_args_is_help=True)
+
+
+@data_app.command("build")
+def build_cmd(
+    raw_dir: Path = typer.Option(..., "--raw-dir", help="Folder in the ../shared/raw layout."),
+    out: Path = typer.Option(..., "--out", help="Build folder to (re)create."),
+    config: Path | None = typer.Option(None, "--config", help="YAML overriding the ECInstruct-lite config."),
+    tasks: list[str] | None = typer.Option(
+        None, "--tasks", help="Task subset, repeatable or comma-separated."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Override the config seed."),
+) -> None:
+    """Build ECInstruct from raw sources: JSONL, parquet, HF DatasetDict, manifest, quality report."""
+    from ecellm.data.pipeline import build_dataset
+
+    names = [t.strip() for item in tasks or [] for t in item.split(",") if t.strip()] or None
+    manifest = build_dataset(raw_dir, out, config=config, tasks=names, seed=seed, log=typer.echo)
+    for abbr, why in manifest.get("skipped", {}).items():
+        typer.echo(f"warning: {abbr} skipped: {why}", err=True)
+
+
+def _print_stats(stats: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ecellm.data.stats import counts_table
+
+    console = Console()
+    table = Table(title=f"{stats.get('name') or 'build'}: {stats['total']} samples")
+    for col in ("task", "setting", "train", "val", "test"):
+        table.add_column(col, justify="right" if col in ("train", "val", "test") else "left")
+    for row in counts_table(stats["counts"]):
+        table.add_row(*row)
+    console.print(table)
+    labels = Table(title="Label distributions (Diverse settings)")
+    for col in ("task", "setting", "split", "labels"):
+        labels.add_column(col)
+    for task, per_setting in stats["labels"].items():
+        for setting, per_split in per_setting.items():
+            for split, dist in per_split.items():
+                labels.add_row(task, setting, split, ", ".join(f"{k}={v}" for k, v in sorted(dist.items())))
+    console.print(labels)
+
+
+@data_app.command("stats")
+def stats_cmd(
+    build_dir: Path = typer.Argument(..., help="A build folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+) -> None:
+    """Print sample counts per task/setting/split and label distributions of a build."""
+    from ecellm.data.stats import build_stats
+
+    stats = build_stats(build_dir)
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2, sort_keys=True))
+    else:
+        _print_stats(stats)
+
+
+@data_app.command("validate")
+def validate_cmd(
+    build_dir: Path = typer.Argument(..., help="A build folder."),
+    max_problems: int = typer.Option(20, "--max", help="Print at most this many problems."),
+) -> None:
+    """Check schema, gold answers, duplicate ids, train/val/test leakage and QPR labels."""
+    from ecellm.data.validate import validate_build
+
+    problems = validate_build(build_dir)
+    for p in problems[:max_problems]:
+        typer.echo(f"error: {p}", err=True)
+    if problems:
+        more = f" ({len(problems) - max_problems} more not shown)" if len(problems) > max_problems else ""
+        typer.echo(f"invalid: {len(problems)} problem(s){more}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"ok: {build_dir} is valid")
+
+
+@data_app.command("fetch")
+def fetch_cmd(
+    dest: Path | None = typer.Option(None, "--dest", help="Cache folder (default ~/.cache/ecellm/raw)."),
+    mirror: Path | None = typer.Option(
+        None, "--from", help="Copy from a local mirror instead of downloading."
+    ),
+    only: list[str] | None = typer.Option(None, "--only", help="Path prefixes to fetch (e.g. esci, pqa)."),
+    force: bool = typer.Option(False, "--force", help="Re-fetch files already in the cache."),
+) -> None:
+    """Download (or copy from a mirror) the official raw files, verifying known checksums."""
+    from ecellm.data.fetch import fetch
+
+    fetch(dest, mirror=mirror, only=only, force=force, log=typer.echo)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the ``data`` command group to the main CLI."""
+    app.add_typer(data_app, name="data")
