@@ -30,3 +30,12 @@ def smollm2():
     from ecellm.models.loading import load_model_and_tokenizer
 
     return load_model_and_tokenizer("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def ecinstruct_build(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """The default ECInstruct-lite build of ../shared/raw, built once per session: (folder, manifest)."""
+    from ecellm.data.pipeline import build_dataset
+
+    out = tmp_path_factory.mktemp("ecinstruct") / "build"
+    return out, build_dataset(raw_dir, out)

@@ -76,8 +76,11 @@ def test_step_config_section_or_subsection_and_per_task():
     nd = step_config("near_duplicates", whole, "PRP")
     assert nd["threshold"] == 0.5 and nd["method"] == "exact"
     assert step_config("near_duplicates", whole, "SA")["method"] == "shingles"  # default per_task kept
-    # a step-level user value beats a default per-task value
-    assert step_config("near_duplicates", {"method": "exact"}, "SA")["method"] == "exact"
+    # a per-task value (default or user) beats a step-level one; the user's per-task beats both
+    assert step_config("near_duplicates", {"method": "exact"}, "SA")["method"] == "shingles"
+    user_sa = {"method": "exact", "per_task": {"SA": {"method": "exact"}}}
+    assert step_config("near_duplicates", user_sa, "SA")["method"] == "exact"
+    assert step_config("english_only", {"enabled": True}, "PRP")["enabled"] is False
 
 
 def test_normalize_text_cleans_without_dropping_and_keeps_clean_drafts_identical():
@@ -103,8 +106,12 @@ def test_english_only_drops_long_foreign_text_keeps_short_titles():
     assert n == 2
     assert [d.input for d in kept] == [EN, drafts[3].input]
     # with min_words lowered the Italian-looking titles are judged too and dropped
-    kept, n = english_only(drafts[3:], "PRP", {"min_words": 2, "min_confidence": 0.5})
+    on = {"min_words": 2, "min_confidence": 0.5, "per_task": {"PRP": {"enabled": True}}}
+    kept, n = english_only(drafts[3:], "PRP", on)
     assert n == 1
+    # catalog-text tasks are not judged by default (brand-heavy titles fool langid)
+    assert english_only(drafts[3:], "PRP", {"min_words": 2, "min_confidence": 0.5})[1] == 0
+    assert english_only([Draft(input=FR, output="A")], "SR", {})[1] == 0
     _, n = english_only(drafts, "SA", {"enabled": False})
     assert n == 0
 

@@ -57,7 +57,9 @@ _register_all()
 def main() -> None:
     """Entry point: run the app and turn user-input errors into one line and exit code 2."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a typer.Exit code instead of raising it
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except InputError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -134,6 +134,10 @@ DEFAULT_QUALITY: dict[str, dict[str, Any]] = {
         "min_confidence": 0.9,
         "languages": ["en"],
         "max_chars": 1000,
+        # catalog text (titles, item lists, specs) is brand names and units, not prose: on the
+        # real data every AVE/PM/PRP/SR draft langid flagged was English (e.g. "Texas Roadhouse
+        # Gift Card ..." -> Dutch 0.999), so the step judges review/question text only by default
+        "per_task": {t: {"enabled": False} for t in ("AVE", "PM", "PRP", "SR")},
     },
     "length_limits": {
         "enabled": True,
@@ -182,10 +186,11 @@ def step_config(name: str, cfg: dict[str, Any] | None, task: str) -> dict[str, A
     elif any(k in DEFAULT_QUALITY for k in user):  # whole section without this step: defaults
         user = {}
     user = dict(user)
-    # precedence: defaults < default per-task < user step-level < user per-task
+    # the more specific setting wins: step-level defaults < user step-level < default per-task <
+    # user per-task (a config repeating ``enabled: true`` must not re-enable a per-task opt-out)
     out = {k: v for k, v in defaults.items() if k != "per_task"}
-    out.update((defaults.get("per_task") or {}).get(task, {}))
     out.update({k: v for k, v in user.items() if k != "per_task"})
+    out.update((defaults.get("per_task") or {}).get(task, {}))
     out.update((user.get("per_task") or {}).get(task, {}))
     return out
 

@@ -137,6 +137,7 @@ def validate_build(path: str | Path) -> list[Problem]:
             problems.append(
                 Problem(file, line, "input", f"train/{s.split} leak: the same input is in train at {hit}")
             )
+    problems.sort(key=lambda p: (p.file, p.line or 0))
     problems.extend(_check_manifest(root, counts))
     return problems
 

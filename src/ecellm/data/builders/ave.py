@@ -132,7 +132,9 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
     cfg = {**DEFAULTS, **(config or {})}
     dropped: Counter = Counter()
     products, files = _products(Path(raw_dir), cfg, dropped)
-    parts = dict(zip(SPLIT_NAMES, split_keys(products, cfg["fractions"], rng(seed, "AVE", "split")), strict=True))
+    parts = dict(
+        zip(SPLIT_NAMES, split_keys(products, cfg["fractions"], rng(seed, "AVE", "split")), strict=True)
+    )
     ood_target = int(cfg["ood_sizes"].get("test", 0) or 0)
     if cfg.get("ood_keys") is not None:
         held = sorted(clean_text(k).lower() for k in cfg["ood_keys"])

@@ -17,7 +17,7 @@ from typing import Any
 
 from ecellm.data.builders.base import BuildResult, Draft
 from ecellm.data.quality import clean_text, normalize_key
-from ecellm.data.readers.amazon2018 import load_meta, meta_path
+from ecellm.data.readers.amazon2018 import load_meta, meta_path, meta_title
 from ecellm.data.splits import SPLIT_NAMES, rng, split_keys, take
 from ecellm.tasks.prp import LETTERS, OPTIONS
 
@@ -28,12 +28,17 @@ DEFAULTS: dict[str, Any] = {
     "sizes": {"train": 2000, "val": 200, "test": 500},
     "ood_sizes": {"test": 500},
     "fractions": [0.8, 0.1, 0.1],
+    # words of the description used when a title cleans to "" (Magazine meta: HTML fragments);
+    # 0 = drop such products (strict). Samples built this way carry meta["title_from"].
+    "title_fallback_words": 12,
 }
 
 OPTION_OF = dict(zip(LETTERS, OPTIONS, strict=True))
 
 
-def category_pairs(path: Path, relations: dict[str, str], dropped: Counter) -> dict[tuple[str, str], dict]:
+def category_pairs(
+    path: Path, relations: dict[str, str], dropped: Counter, fallback_words: int = 0
+) -> dict[tuple[str, str], dict]:
     """Unambiguous pairs of one category: ``{(title1, title2): {"letter", "asins", "relation"}}``.
 
     Titles are cleaned; pair keys use the normalized titles so that case or punctuation
@@ -42,7 +47,9 @@ def category_pairs(path: Path, relations: dict[str, str], dropped: Counter) -> d
     """
     meta, dups = load_meta(path, clean=clean_text)
     dropped["duplicate meta rows"] += dups
-    titles = {asin: clean_text(row["title"]) for asin, row in meta.items()}
+    titles, origin = {}, {}
+    for asin, row in meta.items():
+        titles[asin], origin[asin] = meta_title(row, fallback_words)
     found: dict[tuple[str, str], dict] = {}
     for asin in sorted(meta):
         t1 = titles[asin]
@@ -59,8 +66,12 @@ def category_pairs(path: Path, relations: dict[str, str], dropped: Counter) -> d
                 if k1 == k2:
                     dropped["same title"] += 1
                     continue
-                (key, shown, asins) = ((k1, k2), (t1, t2), (asin, other)) if k1 < k2 else ((k2, k1), (t2, t1), (other, asin))
-                entry = found.setdefault(key, {"titles": shown, "asins": asins, "letters": set(), "fields": set()})
+                (key, shown, asins) = (
+                    ((k1, k2), (t1, t2), (asin, other)) if k1 < k2 else ((k2, k1), (t2, t1), (other, asin))
+                )
+                entry = found.setdefault(
+                    key, {"titles": shown, "asins": asins, "letters": set(), "fields": set()}
+                )
                 entry["letters"].add(letter)
                 entry["fields"].add(field)
     pairs = {}
@@ -73,6 +84,7 @@ def category_pairs(path: Path, relations: dict[str, str], dropped: Counter) -> d
             "letter": next(iter(entry["letters"])),
             "asins": list(entry["asins"]),
             "relation": next(iter(entry["fields"])),
+            "title_from": [origin[a] for a in entry["asins"]],
         }
     return pairs
 
@@ -82,19 +94,30 @@ def _draft(titles: tuple[str, str], info: dict, category: str) -> Draft:
         input=json.dumps({"Product 1:": titles[0], "Product 2:": titles[1]}, ensure_ascii=False),
         output=info["letter"],
         options=list(OPTIONS),
-        meta={"source": "amazon_reviews_2018/meta", "category": category, "asins": info["asins"],
-              "relation": info["relation"]},
+        meta={
+            "source": "amazon_reviews_2018/meta",
+            "category": category,
+            "asins": info["asins"],
+            "relation": info["relation"],
+            "title_from": info["title_from"],
+        },
     )
 
 
-def _domain_drafts(raw_dir: Path, cats: list[str], rels: dict[str, str], dropped: Counter,
-                   files: list[Path]) -> list[Draft]:
+def _domain_drafts(
+    raw_dir: Path,
+    cats: list[str],
+    rels: dict[str, str],
+    dropped: Counter,
+    files: list[Path],
+    fallback_words: int,
+) -> list[Draft]:
     out: list[Draft] = []
     seen: set[tuple[str, str]] = set()
     for cat in sorted(cats):
         path = meta_path(raw_dir, cat)
         files.append(path)
-        for titles, info in category_pairs(path, rels, dropped).items():
+        for titles, info in category_pairs(path, rels, dropped, fallback_words).items():
             if titles in seen:  # the same title pair in two categories of one domain
                 dropped["pair repeated across categories"] += 1
                 continue
@@ -109,7 +132,8 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
     rels = {f: letter for f, letter in cfg["relations"].items() if letter in OPTION_OF}
     dropped: Counter = Counter()
     files: list[Path] = []
-    ind = _domain_drafts(Path(raw_dir), cfg["ind_categories"], rels, dropped, files)
+    fb = int(cfg.get("title_fallback_words") or 0)
+    ind = _domain_drafts(Path(raw_dir), cfg["ind_categories"], rels, dropped, files, fb)
     by_input = {d.input: d for d in ind}
     parts = split_keys(by_input, cfg["fractions"], rng(seed, "PRP", "split"))
     drafts: dict[tuple[str, str], list[Draft]] = {}
@@ -119,7 +143,7 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
     if cfg["ood_categories"]:
         ind_inputs = {normalize_key(d.input) for d in ind}
         ood = []
-        for d in _domain_drafts(Path(raw_dir), cfg["ood_categories"], rels, dropped, files):
+        for d in _domain_drafts(Path(raw_dir), cfg["ood_categories"], rels, dropped, files, fb):
             if normalize_key(d.input) in ind_inputs:
                 dropped["OOD pair also in IND"] += 1
                 continue
@@ -127,10 +151,14 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
         chosen = take(ood, cfg["ood_sizes"].get("test"), rng(seed, "PRP", "OOD", "test"))
         drafts[("OOD", "test")] = sorted(chosen, key=lambda d: d.input)
     labels = Counter(d.output for group in drafts.values() for d in group)
+    n_fb = sum("description" in d.meta["title_from"] for group in drafts.values() for d in group)
     return BuildResult(
         task="PRP",
         drafts=drafts,
         dropped=dict(sorted(dropped.items())),
         sources=files,
-        notes=[f"label counts over all groups: {dict(sorted(labels.items()))}"],
+        notes=[
+            f"label counts over all groups: {dict(sorted(labels.items()))}",
+            f"samples with a title taken from the description (empty HTML title): {n_fb}",
+        ],
     )

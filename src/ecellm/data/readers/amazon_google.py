@@ -110,7 +110,12 @@ def read_mapping(raw_dir: Path) -> list[tuple[str, str]]:
     for line, row in _rows(path, ("idAmazon", "idGoogleBase")):
         a, g = _opt(row["idAmazon"]), _opt(row["idGoogleBase"])
         if a is None or g is None:
-            raise InputError("missing value", file=str(path), record=line, field="idAmazon" if a is None else "idGoogleBase")
+            raise InputError(
+                "missing value",
+                file=str(path),
+                record=line,
+                field="idAmazon" if a is None else "idGoogleBase",
+            )
         pairs.add((a, g))
     return sorted(pairs)
 

@@ -1,4 +1,4 @@
-"""Reader for MAVE-format attribute value extraction data (``mave_positives.jsonl`` / ``mave_negatives.jsonl``).
+"""Reader for MAVE-format attribute value extraction data (positives and negatives jsonl).
 
 One product-attribute per line: ``{"id", "category", "paragraphs": [{"text", "source"}],
 "attributes": [{"key", "evidences": [{"value", "pid", "begin", "end"}]}]}``; negatives carry
@@ -54,17 +54,31 @@ def read_mave(path: Path) -> Iterator[dict[str, Any]]:
         attrs = obj.get("attributes")
         _need(isinstance(attrs, list) and bool(attrs), "expected a non-empty list", path, line, "attributes")
         for a in attrs:
-            _need(isinstance(a, dict) and isinstance(a.get("key"), str) and a["key"] != "", "missing key", path, line,
-                  "attributes.key")
+            _need(
+                isinstance(a, dict) and isinstance(a.get("key"), str) and a["key"] != "",
+                "missing key",
+                path,
+                line,
+                "attributes.key",
+            )
             evs = a.get("evidences")
             _need(isinstance(evs, list), "expected a list", path, line, "attributes.evidences")
             for ev in evs:
-                fields_ok = isinstance(ev, dict) and isinstance(ev.get("value"), str) and all(
-                    isinstance(ev.get(k), int) for k in ("pid", "begin", "end")
+                fields_ok = (
+                    isinstance(ev, dict)
+                    and isinstance(ev.get("value"), str)
+                    and all(isinstance(ev.get(k), int) for k in ("pid", "begin", "end"))
                 )
                 _need(fields_ok, "evidence needs value, pid, begin, end", path, line, "attributes.evidences")
-                _need(0 <= ev["pid"] < len(paras), f"pid {ev['pid']} out of range", path, line, "evidences.pid")
+                _need(
+                    0 <= ev["pid"] < len(paras), f"pid {ev['pid']} out of range", path, line, "evidences.pid"
+                )
                 text = paras[ev["pid"]]["text"]
-                _need(0 <= ev["begin"] <= ev["end"] <= len(text), "offsets outside the paragraph", path, line,
-                      "evidences.begin")
+                _need(
+                    0 <= ev["begin"] <= ev["end"] <= len(text),
+                    "offsets outside the paragraph",
+                    path,
+                    line,
+                    "evidences.begin",
+                )
         yield {**obj, "line": line}
