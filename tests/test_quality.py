@@ -152,10 +152,10 @@ def test_near_duplicates_shingles_catches_one_word_change():
     assert n == 1 and kept == [drafts[0], drafts[2]]
     kept, n = near_duplicates(drafts, "SA", {"threshold": 0.95})
     assert n == 0
-    kept, n = near_duplicates(drafts, "SA", {"method": "exact"})
+    kept, n = near_duplicates(drafts, "PRP", {"threshold": 0.9})
     assert n == 0
     with pytest.raises(ValueError, match="method"):
-        near_duplicates(drafts, "SA", {"method": "fuzzy"})
+        near_duplicates(drafts, "PRP", {"method": "fuzzy"})
 
 
 def test_min_information_html_titles_and_missing_fields():

@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "ecellm.train.commands",
     "ecellm.serve.commands",
     "ecellm.quickstart",
+    "ecellm.evaluate.shopbench_commands",
 )
 
 

@@ -49,7 +49,7 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None) -> dict[str, Any]:
     """The default ECInstruct-lite config, overridden key by key by ``config`` (YAML path or dict)."""
-    text = resources.files("ecellm.resources").joinpath(DEFAULT_CONFIG).read_text(encoding="utf-8")
+    text = resources.files("ecellm").joinpath("resources", DEFAULT_CONFIG).read_text(encoding="utf-8")
     base = yaml.safe_load(text)
     if config is None:
         return base

@@ -8,8 +8,8 @@ dropped, so the manifest and the quality report can say exactly what was removed
 
 Configuration is the ``quality:`` section of the build YAML; each step reads the sub-section with
 its own name (``quality.near_duplicates.threshold`` ...), may be switched off with
-``enabled: false`` and may be overridden per task with ``per_task: {SA: {...}}``. Defaults are in
-:data:`DEFAULT_QUALITY`.
+``enabled: false`` and may be overridden per task with ``per_task: {SA: {...}}`` (per-task settings
+win over step-level ones). Defaults are in :data:`DEFAULT_QUALITY`.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ class Request:
     max_new_tokens: int = 100
     stop: tuple[str, ...] = ()
     choices: list[str] | None = None
+    # What to score for each choice (same order), e.g. the letter "B" for the option
+    # "B: positive"; None = score the choice text itself.
+    score_texts: list[str] | None = None
     constraint: str | None = None
     # Constraint parameters, e.g. {"letters": ["A","B","C"]} for ranking or
     # {"attributes": [...], "sources": [...]} for AVE JSON.
@@ -44,6 +47,9 @@ class Completion:
     latency_s: float = 0.0
     choice_logprobs: dict[str, float] | None = None
     mode: Mode = "generate"
+    # The model's text before answer extraction (generate/constrained); None when the backend
+    # has nothing beyond ``text`` (choice scoring).
+    raw: str | None = None
 
 
 class Backend(Protocol):

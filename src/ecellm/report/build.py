@@ -73,10 +73,16 @@ def make_report(
         table_png(table, png_path)
         written[csv_path.name], written[png_path.name] = csv_path, png_path
     sources = [r.source for r in everyone if r.source != "<results>"]
-    write_manifest(out / "manifest.json", kind="report",
-                   config={"label": label, "runs": [r.label for r in runs],
-                           "baseline": base.label if base else None,
-                           "tables": [t.spec.key for t in tables]},
-                   data=sources)
+    write_manifest(
+        out / "manifest.json",
+        kind="report",
+        config={
+            "label": label,
+            "runs": [r.label for r in runs],
+            "baseline": base.label if base else None,
+            "tables": [t.spec.key for t in tables],
+        },
+        data=sources,
+    )
     written["manifest.json"] = out / "manifest.json"
     return written

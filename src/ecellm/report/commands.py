@@ -43,12 +43,16 @@ def collect_inputs(metrics: list[str], labels: list[str]) -> list[tuple[str, str
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
-        metrics: list[str] = typer.Argument(None, help="metrics.json files from `ecellm evaluate --output`; "
-                                            "NAME=path sets the row label (default: file stem)."),
+        metrics: list[str] = typer.Argument(
+            None,
+            help="metrics.json files from `ecellm evaluate --output`; "
+            "NAME=path sets the row label (default: file stem).",
+        ),
         out: Path = typer.Option(..., "--out", "-o", help="Folder for tables.md/json, CSVs and PNGs."),
         label: list[str] = typer.Option([], "--label", "-l", help="NAME=path: label a row (repeatable)."),
-        baseline: str | None = typer.Option(None, "--baseline", "-b",
-                                            help="[NAME=]path of the 'before' run; adds delta rows."),
+        baseline: str | None = typer.Option(
+            None, "--baseline", "-b", help="[NAME=]path of the 'before' run; adds delta rows."
+        ),
     ) -> None:
         """Tables in the layout of the paper's Tables 2-4, paper rows beside ours, one PNG per table."""
         from ecellm.report import make_report

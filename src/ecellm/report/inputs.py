@@ -34,6 +34,7 @@ class TaskResult:
     n: int | None
     invalid: int | None
     coverage: float | None
+    missing: int | None = None  # predictions absent from the file (the evaluator scores them wrong)
 
     @property
     def invalid_rate(self) -> float | None:
@@ -80,8 +81,11 @@ def _text(entry: Mapping[str, Any], name: str, *, file: str, record: str) -> str
 def parse_results(obj: Any, *, label: str, source: str) -> Run:
     """Validate an evaluator output dict and index its results by setting, mode and task."""
     if not isinstance(obj, Mapping) or not isinstance(obj.get("results"), list):
-        raise InputError("expected a JSON object with a 'results' list (ecellm evaluate --output)",
-                         file=source, field="results")
+        raise InputError(
+            "expected a JSON object with a 'results' list (ecellm evaluate --output)",
+            file=source,
+            field="results",
+        )
     run = Run(label=label, source=source)
     for i, entry in enumerate(obj["results"]):
         where = f"results[{i}]"
@@ -94,9 +98,15 @@ def parse_results(obj: Any, *, label: str, source: str) -> Run:
             raise InputError(str(exc.args[0]), file=source, record=where, field="task") from None
         setting = _text(entry, "setting", file=source, record=where)
         mode = _text(entry, "mode", file=source, record=where)
+        if entry.get("lenient") is True:  # lenient answer extraction is a different scorer: keep it apart
+            mode += "+lenient"
         if "score" not in entry:
-            raise InputError("missing (use null for a task that could not be scored)",
-                             file=source, record=where, field="score")
+            raise InputError(
+                "missing (use null for a task that could not be scored)",
+                file=source,
+                record=where,
+                field="score",
+            )
         metric = entry.get("metric")
         result = TaskResult(
             task=task.abbr,
@@ -107,14 +117,23 @@ def parse_results(obj: Any, *, label: str, source: str) -> Run:
             n=_number(entry.get("n"), file=source, record=where, name="n", integer=True),
             invalid=_number(entry.get("invalid"), file=source, record=where, name="invalid", integer=True),
             coverage=_number(entry.get("coverage"), file=source, record=where, name="coverage"),
+            missing=_number(entry.get("missing"), file=source, record=where, name="missing", integer=True),
         )
         if result.n is not None and result.invalid is not None and result.invalid > result.n:
-            raise InputError(f"invalid ({result.invalid}) exceeds n ({result.n})",
-                             file=source, record=where, field="invalid")
+            raise InputError(
+                f"invalid ({result.invalid}) exceeds n ({result.n})",
+                file=source,
+                record=where,
+                field="invalid",
+            )
         bucket = run.cells.setdefault((setting, mode), {})
         if task.abbr in bucket:
-            raise InputError(f"duplicate result for {task.abbr} / {setting} / {mode}",
-                             file=source, record=where, field="task")
+            raise InputError(
+                f"duplicate result for {task.abbr} / {setting} / {mode}",
+                file=source,
+                record=where,
+                field="task",
+            )
         bucket[task.abbr] = result
     return run
 
@@ -141,7 +160,9 @@ def load_runs(inputs: Source | Sequence[Any], *, label: str = "ecellm") -> list[
     stems collide (``base/metrics.json``, ``tuned/metrics.json``) the parent folder is prefixed.
     """
     if isinstance(inputs, str | os.PathLike | Mapping) or (
-        isinstance(inputs, tuple) and len(inputs) == 2 and isinstance(inputs[0], str)
+        isinstance(inputs, tuple)
+        and len(inputs) == 2
+        and isinstance(inputs[0], str)
         and isinstance(inputs[1], Mapping | os.PathLike)
     ):
         given, src = _split_pair(inputs)
@@ -167,7 +188,10 @@ def _unique(runs: list[Run]) -> list[Run]:
     seen: dict[str, str] = {}
     for run in runs:
         if run.label in seen:
-            raise InputError(f"label {run.label!r} is used twice (also for {seen[run.label]}); "
-                             "give each input its own label (--label NAME=path)", file=run.source)
+            raise InputError(
+                f"label {run.label!r} is used twice (also for {seen[run.label]}); "
+                "give each input its own label (--label NAME=path)",
+                file=run.source,
+            )
         seen[run.label] = run.source
     return runs

@@ -61,15 +61,38 @@ def table_specs() -> tuple[TableSpec, ...]:
     ind = tuple(t.abbr for t in all_tasks())
     ood = tuple(t.abbr for t in all_tasks() if t.has_ood)
     return (
-        TableSpec("table2_ind", "Table 2: in-domain (IND) evaluation, diverse instructions",
-                  "IND_Diverse_Instruction", ind, _flat_rows(paper["table2_ind"]), True),
-        TableSpec("table3_ood", "Table 3: out-of-domain (OOD) evaluation, diverse instructions",
-                  "OOD_Diverse_Instruction", ood, _flat_rows(paper["table3_ood"]), True),
-        TableSpec("table4_unseen_ind", "Table 4: IND evaluation with the unseen instruction",
-                  "IND_Unseen_Instruction", ind,
-                  _nested_rows(paper["table4_unseen_instructions_ind"], "instruction tuning"), False),
-        TableSpec("table_unseen_ood", "OOD evaluation with the unseen instruction (no paper table)",
-                  "OOD_Unseen_Instruction", ood, (), False),
+        TableSpec(
+            "table2_ind",
+            "Table 2: in-domain (IND) evaluation, diverse instructions",
+            "IND_Diverse_Instruction",
+            ind,
+            _flat_rows(paper["table2_ind"]),
+            True,
+        ),
+        TableSpec(
+            "table3_ood",
+            "Table 3: out-of-domain (OOD) evaluation, diverse instructions",
+            "OOD_Diverse_Instruction",
+            ood,
+            _flat_rows(paper["table3_ood"]),
+            True,
+        ),
+        TableSpec(
+            "table4_unseen_ind",
+            "Table 4: IND evaluation with the unseen instruction",
+            "IND_Unseen_Instruction",
+            ind,
+            _nested_rows(paper["table4_unseen_instructions_ind"], "instruction tuning"),
+            False,
+        ),
+        TableSpec(
+            "table_unseen_ood",
+            "OOD evaluation with the unseen instruction (no paper table)",
+            "OOD_Unseen_Instruction",
+            ood,
+            (),
+            False,
+        ),
     )
 
 

@@ -51,12 +51,22 @@ def table_markdown(table: Table) -> str:
     head = ["Model", "Mode", *tasks, "Mean"]
     if shared:
         head.append(f"Mean ({len(table.shared_tasks)} shared)")
-    lines = [f"## {table.spec.title}", "", f"Setting `{table.spec.setting}`.", "",
-             _md_row(head), _md_row(["---", "---"] + ["---:"] * (len(head) - 2)),
-             _md_row(["*metric*", "", *(table.metrics[t] for t in tasks), ""] + ([""] if shared else []))]
+    lines = [
+        f"## {table.spec.title}",
+        "",
+        f"Setting `{table.spec.setting}`.",
+        "",
+        _md_row(head),
+        _md_row(["---", "---"] + ["---:"] * (len(head) - 2)),
+        _md_row(["*metric*", "", *(table.metrics[t] for t in tasks), ""] + ([""] if shared else [])),
+    ]
     for row in table.rows:
-        cells = [_label(row), row.mode, *(format_cell(row.cells.get(t), row.kind) for t in tasks),
-                 format_cell(row.mean, row.kind)]
+        cells = [
+            _label(row),
+            row.mode,
+            *(format_cell(row.cells.get(t), row.kind) for t in tasks),
+            format_cell(row.mean, row.kind),
+        ]
         if shared:
             cells.append(format_cell(row.mean_shared, row.kind))
         lines.append(_md_row(cells))

@@ -32,8 +32,14 @@ class Row:
     n: dict[str, int | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"label": self.label, "kind": self.kind, "mode": self.mode,
-                               "cells": self.cells, "mean": self.mean, "mean_shared": self.mean_shared}
+        out: dict[str, Any] = {
+            "label": self.label,
+            "kind": self.kind,
+            "mode": self.mode,
+            "cells": self.cells,
+            "mean": self.mean,
+            "mean_shared": self.mean_shared,
+        }
         if self.n:
             out["n"] = self.n
         return out
@@ -48,9 +54,16 @@ class Table:
     notes: list[str]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.spec.key, "title": self.spec.title, "setting": self.spec.setting,
-                "tasks": list(self.spec.tasks), "metrics": self.metrics, "shared_tasks": self.shared_tasks,
-                "rows": [r.to_dict() for r in self.rows], "notes": self.notes}
+        return {
+            "key": self.spec.key,
+            "title": self.spec.title,
+            "setting": self.spec.setting,
+            "tasks": list(self.spec.tasks),
+            "metrics": self.metrics,
+            "shared_tasks": self.shared_tasks,
+            "rows": [r.to_dict() for r in self.rows],
+            "notes": self.notes,
+        }
 
 
 def _mean(cells: dict[str, float | None], tasks: list[str] | tuple[str, ...]) -> float | None:
@@ -77,7 +90,10 @@ def _delta_summary(label: str, cells: dict[str, float | None]) -> str:
     up = [t for t, d in cells.items() if d is not None and d > 0]
     down = [t for t, d in cells.items() if d is not None and d < 0]
     same = [t for t, d in cells.items() if d is not None and d == 0]
-    parts = [f"better on {len(up)} ({', '.join(up) or '-'})", f"worse on {len(down)} ({', '.join(down) or '-'})"]
+    parts = [
+        f"better on {len(up)} ({', '.join(up) or '-'})",
+        f"worse on {len(down)} ({', '.join(down) or '-'})",
+    ]
     if same:
         parts.append(f"unchanged on {len(same)} ({', '.join(same)})")
     return f"{label}: " + ", ".join(parts) + "."
@@ -88,30 +104,74 @@ def build_table(spec: TableSpec, runs: list[Run], baseline: Run | None = None) -
     paper_metrics = paper_tables()["metrics"]
     ours = ([baseline] if baseline else []) + runs
     entries = [(run, mode, res) for run in ours for mode, res in _our_rows(run, spec)]
-    shared = [t for t in spec.tasks
-              if all(res.get(t) is not None and res[t].score is not None for _r, _m, res in entries)]
+    shared = [
+        t
+        for t in spec.tasks
+        if all(res.get(t) is not None and res[t].score is not None for _r, _m, res in entries)
+    ]
     notes: list[str] = []
-    rows = [Row(name, "paper", PAPER_MODE, {t: cells.get(t) for t in spec.tasks},
-                _mean(cells, spec.tasks), _mean(cells, shared)) for name, cells in spec.paper_rows]
+    rows = [
+        Row(
+            name,
+            "paper",
+            PAPER_MODE,
+            {t: cells.get(t) for t in spec.tasks},
+            _mean(cells, spec.tasks),
+            _mean(cells, shared),
+        )
+        for name, cells in spec.paper_rows
+    ]
     metrics = {t: paper_metrics.get(t, "") for t in spec.tasks}
     for run, mode, res in entries:
         cells = {t: (res[t].score if t in res else None) for t in spec.tasks}
-        rows.append(Row(run.label, "ours", mode, cells, _mean(cells, spec.tasks), _mean(cells, shared),
-                        n={t: (res[t].n if t in res else None) for t in spec.tasks}))
+        rows.append(
+            Row(
+                run.label,
+                "ours",
+                mode,
+                cells,
+                _mean(cells, spec.tasks),
+                _mean(cells, shared),
+                n={t: (res[t].n if t in res else None) for t in spec.tasks},
+            )
+        )
         rates = {t: (res[t].invalid_rate if t in res else None) for t in spec.tasks}
-        rows.append(Row(f"{run.label}: invalid rate", "invalid_rate", mode, rates,
-                        _pooled_invalid(res, spec.tasks), _pooled_invalid(res, shared)))
+        rows.append(
+            Row(
+                f"{run.label}: invalid rate",
+                "invalid_rate",
+                mode,
+                rates,
+                _pooled_invalid(res, spec.tasks),
+                _pooled_invalid(res, shared),
+            )
+        )
         missing = [t for t in spec.tasks if cells[t] is None]
         if missing:
-            notes.append(f"{run.label} [{mode}] has no score for {', '.join(missing)}; "
-                         f"its mean is over the {len(shared)} shared tasks only (mean_shared).")
+            notes.append(
+                f"{run.label} [{mode}] has no score for {', '.join(missing)}; "
+                f"its mean is over the {len(shared)} shared tasks only (mean_shared)."
+            )
         if mode != PAPER_MODE and spec.paper_rows:
-            notes.append(f"{run.label} is scored in {mode} mode; the paper rows are paper-mode, "
-                         "so that comparison is not like for like.")
-        low = [f"{t} {res[t].coverage:.1%}" for t in spec.tasks
-               if t in res and res[t].coverage is not None and res[t].coverage < 1]
+            notes.append(
+                f"{run.label} is scored in {mode} mode; the paper rows are paper-mode, "
+                "so that comparison is not like for like."
+            )
+        low = [
+            f"{t} {res[t].coverage:.1%}"
+            for t in spec.tasks
+            if t in res
+            and res[t].coverage is not None
+            and res[t].coverage < 1
+            and (res[t].invalid_rate is None or abs(res[t].coverage - (1 - res[t].invalid_rate)) > 1e-9)
+        ]
         if low:
             notes.append(f"{run.label} [{mode}] coverage below 100%: {', '.join(low)}.")
+        gone = [f"{t} {res[t].missing}/{res[t].n}" for t in spec.tasks if t in res and res[t].missing]
+        if gone:
+            notes.append(
+                f"{run.label} [{mode}] has missing predictions (scored as wrong): {', '.join(gone)}."
+            )
     if baseline is not None:
         rows.extend(_delta_rows(spec, runs, baseline, shared, notes))
     if not entries:
@@ -122,15 +182,21 @@ def build_table(spec: TableSpec, runs: list[Run], baseline: Run | None = None) -
     return Table(spec, metrics, rows, shared, list(dict.fromkeys(notes)))
 
 
-def _delta_rows(spec: TableSpec, runs: list[Run], baseline: Run, shared: list[str], notes: list[str]) -> list[Row]:
+def _delta_rows(
+    spec: TableSpec, runs: list[Run], baseline: Run, shared: list[str], notes: list[str]
+) -> list[Row]:
     """Run minus baseline per task, same scoring mode only; losses are shown as negative numbers."""
     out = []
     base_modes = baseline.modes(spec.setting)
+    if not base_modes and any(run.modes(spec.setting) for run in runs):
+        notes.append(f"{baseline.label} has no results for {spec.setting}, so this table has no delta row.")
     for run in runs:
         for mode in run.modes(spec.setting):
             if mode not in base_modes:
                 if base_modes:
-                    notes.append(f"No delta for {run.label} [{mode}]: {baseline.label} has no {mode}-mode results.")
+                    notes.append(
+                        f"No delta for {run.label} [{mode}]: {baseline.label} has no {mode}-mode results."
+                    )
                 continue
             now, before = run.cells[(spec.setting, mode)], baseline.cells[(spec.setting, mode)]
             cells: dict[str, float | None] = {}
@@ -139,8 +205,10 @@ def _delta_rows(spec: TableSpec, runs: list[Run], baseline: Run, shared: list[st
                 b = before[t].score if t in before else None
                 cells[t] = None if a is None or b is None else a - b
                 if t in now and t in before and now[t].n != before[t].n:
-                    notes.append(f"{t}: {run.label} was scored on n={now[t].n}, {baseline.label} on "
-                                 f"n={before[t].n}; the delta compares different sample sets.")
+                    notes.append(
+                        f"{t}: {run.label} was scored on n={now[t].n}, {baseline.label} on "
+                        f"n={before[t].n}; the delta compares different sample sets."
+                    )
             label = f"delta: {run.label} - {baseline.label}"
             out.append(Row(label, "delta", mode, cells, _mean(cells, spec.tasks), _mean(cells, shared)))
             notes.append(_delta_summary(f"{run.label} vs {baseline.label} [{mode}]", cells))

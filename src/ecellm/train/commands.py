@@ -10,8 +10,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("train", context_settings={"allow_extra_args": False})
     def train_cmd(
-        config: Annotated[str, typer.Option("--config", "-c", help="YAML recipe, e.g. configs/smollm2-135m-lora.yaml")],
-        overrides: Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. lora.r=8 max_steps=20")] = None,
+        config: Annotated[
+            str, typer.Option("--config", "-c", help="YAML recipe, e.g. configs/smollm2-135m-lora.yaml")
+        ],
+        overrides: Annotated[
+            list[str] | None, typer.Argument(help="key=value overrides, e.g. lora.r=8 max_steps=20")
+        ] = None,
     ) -> None:
         """Instruction-tune a model (LoRA, QLoRA or full) on ECInstruct samples; works under torchrun."""
         from ecellm.train.run import train
@@ -24,7 +28,9 @@ def register(app: typer.Typer) -> None:
         adapter: Annotated[str, typer.Argument(help="adapter folder written by `ecellm train`")],
         out: Annotated[str, typer.Option("--out", "-o", help="output folder")],
         fmt: Annotated[str, typer.Option("--format", "-f", help="merged (safetensors) or gguf")] = "merged",
-        base: Annotated[str | None, typer.Option(help="base model (default: the one recorded at training)")] = None,
+        base: Annotated[
+            str | None, typer.Option(help="base model (default: the one recorded at training)")
+        ] = None,
         dtype: Annotated[str, typer.Option(help="gguf tensor type: f32 or f16")] = "f16",
     ) -> None:
         """Merge an adapter into its base model (safetensors), or write a GGUF file for llama.cpp/Ollama."""

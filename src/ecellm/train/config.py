@@ -23,13 +23,25 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     """Where samples come from and which of them train."""
 
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
+                              serialize_by_alias=True)
+
     train: str = Field(description="ecellm JSONL file, build folder, reference folder or HF dataset")
-    val: str | None = Field(default=None, description="validation source; default: the 'val' split of `train`")
-    tasks: list[str] | None = Field(default=None, description="task filter (task-specific run); None = generalist")
+    val: str | None = Field(
+        default=None, description="validation source; default: the 'val' split of `train`"
+    )
+    tasks: list[str] | None = Field(
+        default=None, description="task filter (task-specific run); None = generalist"
+    )
     settings: list[str] = Field(default_factory=lambda: ["IND_Diverse_Instruction"])
     max_train_samples: int | None = Field(default=None, ge=1)
     max_val_samples: int | None = Field(default=None, ge=1)
     per_task_train: int | None = Field(default=None, ge=1, description="cap per task, seeded sample")
+    balance_labels: bool = Field(
+        default=False, description="closed-answer tasks: equal counts per gold answer within each task's cap"
+    )
+    # Spelt ``validate`` in YAML; the attribute name avoids shadowing BaseModel.validate.
+    use_val: bool = Field(default=True, alias="validate", description="compute validation loss")
     task_weights: dict[str, float] | None = Field(
         default=None, description="relative share of each task in the per-task cap (e.g. {AG: 0.5})"
     )
@@ -64,8 +76,12 @@ class TrainConfig(_Strict):
     max_grad_norm: float = Field(default=1.0, gt=0)
     epochs: float = Field(default=3.0, gt=0)
     max_steps: int = Field(default=-1, description="> 0 overrides epochs")
-    eval_steps: int | None = Field(default=None, ge=1, description="validate every N steps; None = once per epoch")
-    save_steps: int | None = Field(default=None, ge=1, description="checkpoint every N steps; default = eval_steps")
+    eval_steps: int | None = Field(
+        default=None, ge=1, description="validate every N steps; None = once per epoch"
+    )
+    save_steps: int | None = Field(
+        default=None, ge=1, description="checkpoint every N steps; default = eval_steps"
+    )
     save_total_limit: int | None = Field(default=2, ge=1)
     load_best: bool = Field(default=True, description="finish with the checkpoint of lowest validation loss")
     resume_from: str | None = Field(default=None, description="checkpoint folder, or 'latest' in output_dir")
@@ -73,6 +89,9 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     logging_steps: int = Field(default=10, ge=1)
     gradient_checkpointing: bool = False
+    target_only_logits: bool = Field(
+        default=True, description="compute vocabulary logits only at answer tokens (same loss, less work)"
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -83,7 +102,9 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, file: str) -> dict[str, Any]:
+def apply_overrides(
+    raw: dict[str, Any], overrides: list[str] | tuple[str, ...], *, file: str
+) -> dict[str, Any]:
     """Set dotted keys (``lora.r=8``) in a nested dict; a malformed override names itself."""
     for item in overrides:
         if "=" not in item:
@@ -105,6 +126,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...],
 def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
     """Data paths are relative to the current directory like every CLI path, except that a path
     that only exists next to the config file is taken from there (configs can name sibling files)."""
+
     def fix(p: str | None) -> str | None:
         if p is None or Path(p).is_absolute() or Path(p).exists():
             return p

@@ -39,8 +39,9 @@ def _read_jsonl_samples(path: Path) -> list[Sample]:
     return out
 
 
-def read_samples(path: str, *, tasks: Sequence[str] | None, settings: Sequence[str] | None,
-                 splits: Sequence[str] | None) -> list[Sample]:
+def read_samples(
+    path: str, *, tasks: Sequence[str] | None, settings: Sequence[str] | None, splits: Sequence[str] | None
+) -> list[Sample]:
     """Samples from any distribution the evaluator's loader knows; a local JSONL reader otherwise.
 
     The shared loader (``ecellm.data.loaders.load_samples``) is preferred so training reads
@@ -60,15 +61,40 @@ def read_samples(path: str, *, tasks: Sequence[str] | None, settings: Sequence[s
         raise InputError("folder has no jsonl/{TASK}/{setting}/{split}.jsonl files", file=path)
     abbrs = {get_task(t).abbr for t in tasks} if tasks else None
     out = [
-        s for f in files for s in _read_jsonl_samples(f)
-        if (abbrs is None or s.task in abbrs) and (not settings or s.setting in settings)
+        s
+        for f in files
+        for s in _read_jsonl_samples(f)
+        if (abbrs is None or s.task in abbrs)
+        and (not settings or s.setting in settings)
         and (not splits or s.split in splits)
     ]
     return sorted(out, key=lambda s: s.id)
 
 
-def select(samples: list[Sample], *, seed: int, per_task: int | None = None,
-           weights: dict[str, float] | None = None, limit: int | None = None) -> list[Sample]:
+def _balanced(group: list[Sample], cap: int, rng: random.Random) -> list[Sample]:
+    """Up to ``cap`` samples with the gold answers as evenly represented as the data allows, so a
+    small budget does not teach a tiny model the majority answer instead of the task."""
+    by_out: dict[str, list[Sample]] = defaultdict(list)
+    for s in group:
+        by_out[s.output].append(s)
+    pools = [rng.sample(v, len(v)) for _, v in sorted(by_out.items())]
+    out: list[Sample] = []
+    while len(out) < cap and any(pools):
+        for pool in pools:
+            if pool and len(out) < cap:
+                out.append(pool.pop())
+    return out
+
+
+def select(
+    samples: list[Sample],
+    *,
+    seed: int,
+    per_task: int | None = None,
+    weights: dict[str, float] | None = None,
+    limit: int | None = None,
+    balance: bool = False,
+) -> list[Sample]:
     """A seeded, order-independent subset: sort by id, cap each task (optionally weighted), cap all."""
     rng = random.Random(seed)
     by_task: dict[str, list[Sample]] = defaultdict(list)
@@ -79,7 +105,11 @@ def select(samples: list[Sample], *, seed: int, per_task: int | None = None,
     for task in sorted(by_task):
         group = by_task[task]
         cap = len(group) if per_task is None else max(0, round(per_task * w.get(task, 1.0)))
-        chosen.extend(rng.sample(group, cap) if cap < len(group) else group)
+        closed = get_task(task).answer_kind in ("yes_no", "option", "letter") and task != "SR"
+        if balance and closed:
+            chosen.extend(_balanced(group, cap, rng))
+        else:
+            chosen.extend(rng.sample(group, cap) if cap < len(group) else group)
     if limit is not None and limit < len(chosen):
         chosen = rng.sample(chosen, limit)
     rng.shuffle(chosen)
@@ -102,12 +132,24 @@ class EncodeStats:
                 return {}
             return {"min": min(xs), "median": statistics.median(xs), "max": max(xs)}
 
-        return {"samples": self.samples, "kept": self.kept, "dropped_target_cut": self.dropped_target_cut,
-                "prompt_tokens": q(self.prompt_tokens), "target_tokens": q(self.target_tokens)}
+        return {
+            "samples": self.samples,
+            "kept": self.kept,
+            "dropped_target_cut": self.dropped_target_cut,
+            "prompt_tokens": q(self.prompt_tokens),
+            "target_tokens": q(self.target_tokens),
+        }
 
 
-def encode(samples: list[Sample], tokenizer: Any, *, template: str, cutoff: int, seq2seq: bool,
-           stats: EncodeStats | None = None) -> list[dict[str, list[int]]]:
+def encode(
+    samples: list[Sample],
+    tokenizer: Any,
+    *,
+    template: str,
+    cutoff: int,
+    seq2seq: bool,
+    stats: EncodeStats | None = None,
+) -> list[dict[str, list[int]]]:
     """Token ids and completion-only labels (prompt tokens are IGNORE), EOS closing the target.
 
     The prompt is tokenized on its own, exactly as inference tokenizes it, so the model is trained
@@ -126,14 +168,21 @@ def encode(samples: list[Sample], tokenizer: Any, *, template: str, cutoff: int,
             if len(prompt_ids) > cutoff or len(target_ids) > cutoff:
                 stats.dropped_target_cut += 1
                 continue
-            out.append({"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids), "labels": target_ids})
+            out.append(
+                {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids), "labels": target_ids}
+            )
         else:
             if len(prompt_ids) + len(target_ids) > cutoff:
                 stats.dropped_target_cut += 1
                 continue
             ids = prompt_ids + target_ids
-            out.append({"input_ids": ids, "attention_mask": [1] * len(ids),
-                        "labels": [IGNORE] * len(prompt_ids) + target_ids})
+            out.append(
+                {
+                    "input_ids": ids,
+                    "attention_mask": [1] * len(ids),
+                    "labels": [IGNORE] * len(prompt_ids) + target_ids,
+                }
+            )
         stats.kept += 1
     return out
 
@@ -143,9 +192,11 @@ def check_cutoff(stats: EncodeStats, cutoff: int, *, what: str, file: str) -> No
     if stats.samples and stats.kept == 0:
         need = min(p + t for p, t in zip(stats.prompt_tokens, stats.target_tokens, strict=True))
         raise InputError(
-            f"cutoff_len={cutoff} drops every {what} sample: the shortest prompt is {min(stats.prompt_tokens)} "
-            f"tokens and the shortest prompt+answer {need} tokens; raise cutoff_len to at least {need}",
-            file=file, field="cutoff_len",
+            f"cutoff_len={cutoff} drops every {what} sample: the shortest prompt is "
+            f"{min(stats.prompt_tokens)} tokens and the shortest prompt+answer {need} tokens; "
+            f"raise cutoff_len to at least {need}",
+            file=file,
+            field="cutoff_len",
         )
 
 
@@ -171,5 +222,10 @@ def make_collator(batching: str, tokenizer: Any, model: Any, seq2seq: bool) -> A
     if batching == "packed" and not seq2seq:
         flat = DataCollatorWithFlattening(return_position_ids=True, separator_id=IGNORE)
         return lambda feats: flat([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in feats])
-    return DataCollatorForSeq2Seq(tokenizer, model=model if seq2seq else None, label_pad_token_id=IGNORE,
-                                  padding=True, return_tensors="pt")
+    return DataCollatorForSeq2Seq(
+        tokenizer,
+        model=model if seq2seq else None,
+        label_pad_token_id=IGNORE,
+        padding=True,
+        return_tensors="pt",
+    )

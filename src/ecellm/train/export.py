@@ -57,8 +57,12 @@ def merge(adapter: str, out: str | Path, *, base: str | None = None) -> Path:
 
     out = Path(out)
     is_full = not (Path(adapter) / "adapter_config.json").exists()
-    loaded = load_model_and_tokenizer(adapter if is_full else _base_of(adapter, base),
-                                      adapter=None if is_full else adapter, dtype="float32", device="cpu")
+    loaded = load_model_and_tokenizer(
+        adapter if is_full else _base_of(adapter, base),
+        adapter=None if is_full else adapter,
+        dtype="float32",
+        device="cpu",
+    )
     if isinstance(loaded.model, PeftModel):
         _untie_adapted_head(loaded.model)
         model = loaded.model.merge_and_unload()
@@ -71,8 +75,12 @@ def merge(adapter: str, out: str | Path, *, base: str | None = None) -> Path:
     for name in ("ecellm_train.json", "README.md"):
         if (Path(adapter) / name).exists():
             shutil.copy2(Path(adapter) / name, tmp / name)
-    write_manifest(tmp / "manifest.json", kind="export-merged", config={"adapter": adapter, "base": base},
-                   model=loaded.describe())
+    write_manifest(
+        tmp / "manifest.json",
+        kind="export-merged",
+        config={"adapter": adapter, "base": base},
+        model=loaded.describe(),
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -128,8 +136,9 @@ def _hf_tokenizer_fields(writer: Any, folder: Path) -> None:
     del gguf
 
 
-def to_gguf(model_dir: str | Path, out_file: str | Path, *, dtype: str = "f16",
-            source_gguf: str | Path | None = None) -> Path:
+def to_gguf(
+    model_dir: str | Path, out_file: str | Path, *, dtype: str = "f16", source_gguf: str | Path | None = None
+) -> Path:
     """Write a merged Llama-family model folder as one GGUF file (f32 or f16 weights)."""
     import gguf
     import numpy as np
@@ -140,12 +149,18 @@ def to_gguf(model_dir: str | Path, out_file: str | Path, *, dtype: str = "f16",
     cfg = AutoConfig.from_pretrained(model_dir)
     arch_name = GGUF_ARCHS.get(cfg.model_type)
     if arch_name is None:
-        raise InputError(f"GGUF export supports the Llama family ({sorted(GGUF_ARCHS)}), not {cfg.model_type!r}; "
-                         "use --format merged and llama.cpp's convert_hf_to_gguf.py", file=str(model_dir))
+        raise InputError(
+            f"GGUF export supports the Llama family ({sorted(GGUF_ARCHS)}), not {cfg.model_type!r}; "
+            "use --format merged and llama.cpp's convert_hf_to_gguf.py",
+            file=str(model_dir),
+        )
     if dtype not in ("f16", "f32"):
         raise InputError("gguf dtype must be f16 or f32", field="dtype")
     arch = gguf.MODEL_ARCH[arch_name]
-    n_head, n_kv = cfg.num_attention_heads, getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    n_head, n_kv = (
+        cfg.num_attention_heads,
+        getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads,
+    )
     tmp = out_file.with_name(out_file.name + ".tmp")
     writer = gguf.GGUFWriter(str(tmp), gguf.MODEL_ARCH_NAMES[arch])
     writer.add_name(model_dir.name)
@@ -191,8 +206,9 @@ def to_gguf(model_dir: str | Path, out_file: str | Path, *, dtype: str = "f16",
     return out_file
 
 
-def export(adapter: str, out: str | Path, *, fmt: str = "merged", base: str | None = None,
-           dtype: str = "f16") -> Path:
+def export(
+    adapter: str, out: str | Path, *, fmt: str = "merged", base: str | None = None, dtype: str = "f16"
+) -> Path:
     """``merged``: a safetensors model folder. ``gguf``: that folder plus ``model-{dtype}.gguf`` in it."""
     if not Path(adapter).is_dir():
         raise InputError("adapter folder not found", file=adapter)

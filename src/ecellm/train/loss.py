@@ -17,7 +17,9 @@ import torch.nn.functional as F
 IGNORE = -100
 
 
-def completion_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
+def completion_loss(
+    model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None
+) -> torch.Tensor:
     """Mean token cross-entropy over target tokens (sum / ``num_items_in_batch`` when given, as
     transformers does for gradient accumulation)."""
     labels = inputs["labels"]
@@ -29,8 +31,12 @@ def completion_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_ba
         return out.logits.sum() * 0.0
     logits = model(**forward, logits_to_keep=keep).logits
     targets = shifted[:, keep]
-    total = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                            ignore_index=IGNORE, reduction="sum")
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        targets.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
     denom = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE).sum()
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
@@ -42,9 +48,14 @@ def make_trainer_class() -> type:
     from transformers import Trainer
 
     class CompletionOnlyTrainer(Trainer):
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            if return_outputs or getattr(self, "_ecellm_seq2seq", False) or "labels" not in inputs:
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            if return_outputs or getattr(self, "_ecellm_stock_loss", False) or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = completion_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:

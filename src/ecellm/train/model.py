@@ -15,8 +15,24 @@ from ecellm.train.config import TrainConfig
 
 _LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 TARGETS: dict[str, list[str]] = {
-    **{k: _LLAMA_LIKE for k in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3",
-                                "gemma3_text", "smollm3", "olmo", "olmo2", "granite")},
+    **{
+        k: _LLAMA_LIKE
+        for k in (
+            "llama",
+            "mistral",
+            "mixtral",
+            "qwen2",
+            "qwen3",
+            "gemma",
+            "gemma2",
+            "gemma3",
+            "gemma3_text",
+            "smollm3",
+            "olmo",
+            "olmo2",
+            "granite",
+        )
+    },
     "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
     "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
     "t5": ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"],
@@ -31,12 +47,16 @@ def target_modules(model: Any, cfg: TrainConfig) -> list[str]:
     """LoRA target module names present in ``model`` (the head added when ``lora.lm_head``)."""
     import torch
 
-    linear_leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    linear_leaves = sorted(
+        {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    )
     if cfg.lora.target_modules != "auto":
         missing = [t for t in cfg.lora.target_modules if t not in linear_leaves]
         if missing:
-            raise InputError(f"no linear layer named {missing} in {type(model).__name__} (has {linear_leaves})",
-                             field="lora.target_modules")
+            raise InputError(
+                f"no linear layer named {missing} in {type(model).__name__} (has {linear_leaves})",
+                field="lora.target_modules",
+            )
         names = list(cfg.lora.target_modules)
     else:
         wanted = TARGETS.get(getattr(model.config, "model_type", ""), [])
@@ -50,12 +70,18 @@ def _qlora_config() -> Any:
     import torch
 
     if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-        raise InputError("method 'qlora' needs a CUDA GPU and the bitsandbytes package; use method=lora on CPU",
-                         field="method")
+        raise InputError(
+            "method 'qlora' needs a CUDA GPU and the bitsandbytes package; use method=lora on CPU",
+            field="method",
+        )
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=torch.bfloat16)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
 
 
 def load_for_training(cfg: TrainConfig) -> Any:
@@ -72,7 +98,9 @@ def load_for_training(cfg: TrainConfig) -> Any:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
         seq2seq = is_seq2seq_config(config)
         cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-        model = cls.from_pretrained(folder, quantization_config=quant, trust_remote_code=cfg.trust_remote_code)
+        model = cls.from_pretrained(
+            folder, quantization_config=quant, trust_remote_code=cfg.trust_remote_code
+        )
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
@@ -81,16 +109,24 @@ def load_for_training(cfg: TrainConfig) -> Any:
             tok.pad_token = tok.eos_token
         loaded = LoadedModel(model=model, tokenizer=tok, source=src, adapter=None, is_seq2seq=seq2seq)
     else:
-        dtype = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16", "fp16": "float32"}[cfg.precision]
-        loaded = load_model_and_tokenizer(cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code,
-                                          for_training=True)
+        # fp32 master weights under fp16 and CPU-bf16 autocast; "auto" loads bf16 weights on a capable GPU.
+        dtype = {"auto": "auto", "fp32": "float32", "bf16": "auto", "fp16": "float32"}[cfg.precision]
+        loaded = load_model_and_tokenizer(
+            cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code, for_training=True
+        )
+    # A KV cache is useless in training, and transformers only honours packed position_ids
+    # (block-diagonal attention) when no cache is passed.
+    loaded.model.config.use_cache = False
     if cfg.method == "full":
         return loaded
     from peft import LoraConfig, TaskType, get_peft_model
 
     lcfg = LoraConfig(
-        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=target_modules(loaded.model, cfg), bias="none",
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=target_modules(loaded.model, cfg),
+        bias="none",
         task_type=TaskType.SEQ_2_SEQ_LM if loaded.is_seq2seq else TaskType.CAUSAL_LM,
     )
     loaded.model = get_peft_model(loaded.model, lcfg)

@@ -16,9 +16,15 @@ from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.train.config import TrainConfig, load_config
-from ecellm.train.data import EncodeStats, ListDataset, check_cutoff, encode, make_collator, read_samples, select
-
-
+from ecellm.train.data import (
+    EncodeStats,
+    ListDataset,
+    check_cutoff,
+    encode,
+    make_collator,
+    read_samples,
+    select,
+)
 
 
 @dataclass
@@ -43,9 +49,13 @@ def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, bool]:
     folder = materialize(resolve_model(cfg.model))
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        seq2seq = is_seq2seq_config(AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code))
+        seq2seq = is_seq2seq_config(
+            AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        )
     except OSError as exc:
-        raise InputError(f"cannot load the base model's tokenizer/config: {exc}", file=cfg.model, field="model") from exc
+        raise InputError(
+            f"cannot load the base model's tokenizer/config: {exc}", file=cfg.model, field="model"
+        ) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok, seq2seq
@@ -60,10 +70,14 @@ def _resume_point(cfg: TrainConfig) -> str | None:
         ckdir = Path(cfg.output_dir) / "checkpoints"
         last = get_last_checkpoint(str(ckdir)) if ckdir.is_dir() else None
         if last is None:
-            raise InputError("resume_from=latest but no checkpoint-* folder exists", file=str(ckdir), field="resume_from")
+            raise InputError(
+                "resume_from=latest but no checkpoint-* folder exists", file=str(ckdir), field="resume_from"
+            )
         return last
     if not (Path(cfg.resume_from) / "trainer_state.json").exists():
-        raise InputError("not a training checkpoint (no trainer_state.json)", file=cfg.resume_from, field="resume_from")
+        raise InputError(
+            "not a training checkpoint (no trainer_state.json)", file=cfg.resume_from, field="resume_from"
+        )
     return cfg.resume_from
 
 
@@ -73,22 +87,36 @@ def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepare
     d = cfg.data
     train = read_samples(d.train, tasks=d.tasks, settings=d.settings, splits=["train"])
     if not train:
-        raise InputError(f"no training samples (tasks={d.tasks}, settings={d.settings}, split=train)",
-                         file=d.train, field="data.train")
-    train = select(train, seed=cfg.seed, per_task=d.per_task_train, weights=d.task_weights, limit=d.max_train_samples)
-    val = read_samples(d.val or d.train, tasks=d.tasks, settings=d.settings, splits=None if d.val else ["val"])
-    val = select(val, seed=cfg.seed, limit=d.max_val_samples)
+        raise InputError(
+            f"no training samples (tasks={d.tasks}, settings={d.settings}, split=train)",
+            file=d.train,
+            field="data.train",
+        )
+    train = select(
+        train, seed=cfg.seed, per_task=d.per_task_train, weights=d.task_weights, limit=d.max_train_samples
+    )
+    val: list = []
+    if d.use_val:
+        val = read_samples(
+            d.val or d.train, tasks=d.tasks, settings=d.settings, splits=None if d.val else ["val"]
+        )
+        val = select(val, seed=cfg.seed, limit=d.max_val_samples)
     resume = _resume_point(cfg)
     tok, seq2seq = _tokenizer_for(cfg)
     if cfg.template == "chat" and not getattr(tok, "chat_template", None):
-        raise InputError("template 'chat' needs a tokenizer with a chat template", file=cfg.model, field="template")
+        raise InputError(
+            "template 'chat' needs a tokenizer with a chat template", file=cfg.model, field="template"
+        )
     tstats, vstats = EncodeStats(), EncodeStats()
     kw = {"template": cfg.template, "cutoff": cfg.cutoff_len, "seq2seq": seq2seq}
     train_rows = encode(train, tok, stats=tstats, **kw)
     check_cutoff(tstats, cfg.cutoff_len, what="training", file=d.train)
     val_rows = encode(val, tok, stats=vstats, **kw)
-    stats = {"train": tstats.summary(), "val": vstats.summary(),
-             "train_tasks": dict(sorted(_count(s.task for s in train).items()))}
+    stats = {
+        "train": tstats.summary(),
+        "val": vstats.summary(),
+        "train_tasks": dict(sorted(_count(s.task for s in train).items())),
+    }
     return Prepared(cfg, tok, seq2seq, train_rows, val_rows, stats, resume)
 
 
@@ -100,9 +128,11 @@ def _count(items: Any) -> dict[str, int]:
 
 
 def _precision(cfg: TrainConfig) -> dict[str, bool]:
+    """``auto``: bf16 on GPUs that have it (else fp16), fp32 on CPU. ``bf16`` on a CPU means mixed
+    precision (fp32 weights, bf16 autocast), which is ~3x faster matmuls on CPUs with AVX512-BF16/AMX."""
     import torch
 
-    if not torch.cuda.is_available() or cfg.precision == "fp32":
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and not torch.cuda.is_available()):
         return {}
     if cfg.precision == "fp16" or (cfg.precision == "auto" and not torch.cuda.is_bf16_supported()):
         return {"fp16": True}
@@ -116,8 +146,11 @@ def training_arguments(p: Prepared) -> Any:
 
     cfg = p.cfg
     has_val = bool(p.val_rows)
-    step_based = cfg.eval_steps is not None
-    strategy = "steps" if step_based else "epoch"
+    best = cfg.load_best and has_val
+    # Best-model selection needs a checkpoint at every evaluation, so the two intervals agree.
+    eval_steps = cfg.eval_steps or (cfg.save_steps if best else None)
+    save_steps = eval_steps if best else (cfg.save_steps or cfg.eval_steps)
+    strategy = "steps" if (eval_steps or save_steps) else "epoch"
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     return TrainingArguments(
         output_dir=str(Path(cfg.output_dir) / "checkpoints"),
@@ -132,11 +165,11 @@ def training_arguments(p: Prepared) -> Any:
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         eval_strategy=strategy if has_val else "no",
-        eval_steps=cfg.eval_steps,
+        eval_steps=eval_steps or save_steps,
         save_strategy=strategy,
-        save_steps=cfg.save_steps if (cfg.save_steps and not (cfg.load_best and has_val)) else cfg.eval_steps,
+        save_steps=save_steps or eval_steps,
         save_total_limit=cfg.save_total_limit,
-        load_best_model_at_end=cfg.load_best and has_val,
+        load_best_model_at_end=best,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         logging_steps=cfg.logging_steps,
@@ -144,8 +177,9 @@ def training_arguments(p: Prepared) -> Any:
         data_seed=cfg.seed,
         report_to="none",
         remove_unused_columns=False,
+        use_cache=False,
         train_sampling_strategy="group_by_length" if cfg.batching == "grouped" else "random",
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         ddp_backend=None if torch.cuda.is_available() or not distributed else "gloo",
         ddp_find_unused_parameters=False if distributed else None,
@@ -186,9 +220,10 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     (template and data statistics, so inference renders prompts the same way), ``manifest.json``
     and a model card ``README.md``; ``checkpoints/`` keeps the resumable Trainer checkpoints.
     """
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from ecellm.train.card import write_outputs
+    from ecellm.train.loss import make_trainer_class
     from ecellm.train.model import load_for_training
 
     p = prepare(config, overrides)
@@ -198,7 +233,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         p.stats["batching_note"] = "packing is for decoder-only models; seq2seq batches are padded"
     _skip_embedding_copies(loaded.model)
     counter = _TokenCounter(make_collator(p.cfg.batching, p.tokenizer, loaded.model, p.seq2seq))
-    trainer = Trainer(
+    trainer = make_trainer_class()(
         model=loaded.model,
         args=training_arguments(p),
         train_dataset=ListDataset(p.train_rows),
@@ -206,6 +241,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         data_collator=counter,
         processing_class=p.tokenizer,
     )
+    trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=p.resume)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,119 @@
+"""Training throughput: the reference recipe against ecellm's default, same data and LoRA config.
+
+Reference recipe (eCeLLM's finetune script): micro-batch 1 with gradient accumulation, no packing,
+logits over every position, fp32. ecellm's CPU default (configs/smollm2-135m-lora.yaml):
+length-grouped micro-batches of 4, vocabulary logits only at answer tokens, bf16 autocast with fp32
+weights. ``--ours packed`` measures padding-free packing instead. Both train one epoch over
+the same seeded 300 training samples of an ECInstruct-lite build, with the same LoRA settings,
+each in its own process so peak memory (max RSS) is measured separately.
+
+    python3 benchmarks/train.py [--data BUILD_DIR] [--samples 300]
+
+Prints trained (non-pad) tokens/s and peak RSS for both and the speed ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from ecellm.train.run import train
+cfg = json.loads(sys.argv[1])
+out = train(cfg)
+info = json.loads((out / "ecellm_train.json").read_text())["stats"]
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT " + json.dumps({"tokens": info["tokens_rank0"], "seconds": info["train_seconds"],
+                              "steps": info["global_step"], "peak_rss_mb": peak}))
+"""
+
+LORA = {"r": 16, "alpha": 16, "dropout": 0.1, "target_modules": "auto", "lm_head": True}
+
+
+def recipes(data: str, n: int, work: Path, ours: str = "grouped") -> dict[str, dict]:
+    common = {
+        "model": "smollm2-135m",
+        "lora": LORA,
+        "cutoff_len": 512,
+        "epochs": 1,
+        "learning_rate": 1e-4,
+        "seed": 42,
+        "logging_steps": 50,
+        "save_total_limit": 1,
+        "data": {"train": data, "max_train_samples": n, "validate": False},
+    }
+    return {
+        "reference (micro-batch 1 x 16 accumulation, no packing)": {
+            **common,
+            "output_dir": str(work / "ref"),
+            "batching": "padded",
+            "micro_batch_size": 1,
+            "gradient_accumulation_steps": 16,
+            "target_only_logits": False,
+            "precision": "fp32",
+        },
+        f"ecellm ({ours} micro-batches of 4 x 4, answer-only logits, bf16 autocast)": {
+            **common,
+            "output_dir": str(work / "ours"),
+            "batching": ours,
+            "micro_batch_size": 4,
+            "gradient_accumulation_steps": 4,
+            "target_only_logits": True,
+            "precision": "bf16",
+        },
+    }
+
+
+def default_data(work: Path) -> str:
+    from ecellm.data.pipeline import build_dataset
+
+    raw = Path(
+        os.environ.get("ECELLM_RAW_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "raw")
+    )
+    if not (raw / "README.md").exists():
+        sys.exit(f"raw data not found at {raw}: set ECELLM_RAW_DIR or pass --data BUILD_DIR")
+    build_dataset(raw, work / "build")
+    return str(work / "build")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="ECInstruct build folder (default: build ECInstruct-lite from raw data)")
+    ap.add_argument("--samples", type=int, default=300)
+    ap.add_argument("--ours", choices=["grouped", "packed"], default="grouped", help="ecellm batching")
+    args = ap.parse_args()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with tempfile.TemporaryDirectory(prefix="ecellm-bench-train-") as tmp:
+        work = Path(tmp)
+        data = args.data or default_data(work)
+        results = {}
+        for name, cfg in recipes(data, args.samples, work, args.ours).items():
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, json.dumps(cfg)], capture_output=True, text=True, env=env
+            )
+            line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if proc.returncode != 0 or line is None:
+                sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+            r = json.loads(line[7:])
+            r["tokens_per_s"] = r["tokens"] / r["seconds"]
+            results[name] = r
+            print(
+                f"{name}: {r['tokens']} tokens in {r['seconds']:.1f} s over {r['steps']} optimizer steps = "
+                f"{r['tokens_per_s']:.1f} tokens/s, peak RSS {r['peak_rss_mb']:.0f} MB",
+                flush=True,
+            )
+    ref, ours = results.values()
+    print(
+        f"speed ratio (ecellm / reference): {ours['tokens_per_s'] / ref['tokens_per_s']:.2f}x; "
+        f"peak memory ratio: {ours['peak_rss_mb'] / ref['peak_rss_mb']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The Python API: ``ecellm.load_model(...)`` then ``model.predict(samples)``.
+
+The CLI's ``ecellm predict`` is this plus file handling; a notebook user gets the same
+requests, decoding and records without touching files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ecellm.data.schema import Sample
+from ecellm.infer.predict import make_requests, predict, run_records
+
+
+@dataclass
+class Model:
+    """A loaded backend plus the prompt template it is used with."""
+
+    backend: Any
+    spec: str
+    adapter: str | None = None
+    template: str = "alpaca"
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.backend, "tokenizer", None)
+
+    def predict(self, samples: Sequence[Sample], mode: str = "auto") -> list[dict[str, Any]]:
+        """One prediction record per sample, in the samples' order (see
+        :func:`ecellm.infer.predict.to_record` for the fields)."""
+        samples = list(samples)
+        reqs = make_requests(self.backend, samples, mode=mode, template=self.template)
+        got = {rec["id"]: rec for rec in run_records(self.backend, samples, reqs)}
+        return [got[s.id] for s in samples]
+
+    def predict_file(
+        self, samples: Sequence[Sample] | str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any
+    ) -> Path:
+        """Like :func:`ecellm.infer.predict.predict` with this model (resumable JSONL output)."""
+        return predict(
+            samples,
+            out=out,
+            model=self.spec,
+            adapter=self.adapter,
+            backend=self.backend,
+            template=self.template,
+            **kw,
+        )
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 100) -> list[str]:
+        """Plain greedy completions of raw prompts (hf backend)."""
+        from ecellm.infer.hf import HFBackend, generate_texts
+
+        if not isinstance(self.backend, HFBackend):
+            raise TypeError("generate() needs the hf backend")
+        return generate_texts(
+            self.backend.loaded, prompts, max_new_tokens=max_new_tokens, batch_size=self.backend.batch_size
+        )
+
+
+def load_model(
+    spec: str = "smollm2-135m",
+    *,
+    adapter: str | None = None,
+    backend: str = "hf",
+    template: str = "alpaca",
+    **kw: Any,
+) -> Model:
+    """Load ``spec`` (embedded name, HF id or folder, ``.gguf`` file; for API backends the
+    remote model name) behind ``backend``. ``kw`` goes to the backend (``batch_size``,
+    ``threads``, ``trust_remote_code`` for hf; ``base_url``... for openai)."""
+    from ecellm.infer.backends import get_backend
+    from ecellm.prompts import TEMPLATES
+
+    if template not in TEMPLATES:
+        raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    if backend == "hf":
+        engine = get_backend("hf", model=spec, adapter=adapter, **kw)
+    elif backend == "llamacpp":
+        from ecellm.models.registry import resolve_model
+
+        src = resolve_model(spec)
+        path = str(Path(src.path) / src.gguf_file) if src.gguf_file else spec
+        engine = get_backend(backend, model_path=path, **kw)
+    else:
+        if adapter:
+            kw["adapter"] = adapter
+        engine = get_backend(backend, model=spec, **kw)
+    return Model(backend=engine, spec=spec, adapter=adapter, template=template)

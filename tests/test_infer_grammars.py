@@ -1,0 +1,121 @@
+"""Constrained-decoding grammars: gold answers accepted, bad ones refused, every state finishable."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ecellm.infer.grammars import (
+    AveJson,
+    DigitsCommas,
+    OneOf,
+    Ranking,
+    accepts,
+    ave_arguments,
+    feed,
+    make_grammar,
+)
+from ecellm.tasks import get_task
+
+AVE_GOLD = (
+    '[{"attribute": "flavor", "value": "jasmine", "source": "product title"}, '
+    '{"attribute": "pack size", "value": "None", "source": "None"}]'
+)
+
+
+def test_ranking_accepts_permutations_only() -> None:
+    g = Ranking(("A", "B", "C"))
+    assert accepts(g, "B,C,A")
+    for bad in ("B,C", "B,B,A", "B, C, A", "B,C,A,", "D,A,B", "BCA", ""):
+        assert not accepts(g, bad), bad
+    assert g.finish(feed(g, g.start(), "C,")) == "A,B"
+    assert g.finish(feed(g, g.start(), "C")) == ",A,B"
+
+
+def test_digits_commas_and_one_of() -> None:
+    d = DigitsCommas()
+    assert accepts(d, "3,12,1") and not accepts(d, "3,") and not accepts(d, ",3") and not accepts(d, "3,,1")
+    o = OneOf(("1", "2", "10"))
+    assert accepts(o, "10") and accepts(o, "1") and not accepts(o, "3") and not accepts(o, "11")
+
+
+def test_ave_accepts_gold_layout_and_refuses_foreign_attributes() -> None:
+    g = AveJson(("flavor", "pack size"), ("product title",))
+    assert accepts(g, AVE_GOLD)
+    # attribute not in the targets, wrong order, source not a field, missing attribute
+    assert not accepts(g, AVE_GOLD.replace('"flavor"', '"colour"'))
+    assert feed(g, g.start(), '[{"attribute": "pack size"') is None
+    assert feed(g, g.start(), '[{"attribute": "flavor", "value": "x", "source": "product brand"') is None
+    assert not accepts(g, '[{"attribute": "flavor", "value": "jasmine", "source": "product title"}]')
+    # a None value forces a None source, as in the gold data
+    assert feed(g, g.start(), '[{"attribute": "flavor", "value": "None", "source": "product') is None
+
+
+def test_ave_shortest_completion_is_valid_json() -> None:
+    g = AveJson(("flavor", "pack size"), ("product title",))
+    done = g.finish(g.start())
+    assert json.loads(done) == [
+        {"attribute": "flavor", "value": "None", "source": "None"},
+        {"attribute": "pack size", "value": "None", "source": "None"},
+    ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=220))
+def test_every_reachable_ave_state_finishes_to_a_parseable_answer(picks: list[int]) -> None:
+    """Walk the grammar with arbitrary allowed characters; the forced completion must parse."""
+    g = AveJson(("color", "size", "brand"), ("product description", "product title"))
+    alphabet = sorted(set('abc xyz"{}[],:N' + "colorsizebrandproduct titledescription"))
+    state, text = g.start(), ""
+    for k in picks:
+        options = [c for c in alphabet if g.step(state, c) is not None]
+        if not options:
+            break
+        ch = options[k % len(options)]
+        state, text = g.step(state, ch), text + ch
+    full = text + g.finish(state)
+    assert accepts(g, full)
+    assert g.finish(state).startswith(g.forced(state))  # forcing never leaves the shortest path
+    parsed = get_task("AVE").parse(full)
+    assert [item["attribute"] for item in parsed] == ["color", "size", "brand"]
+
+
+def test_ave_arguments_from_input_and_meta() -> None:
+    inp = json.dumps(
+        {"product title": "x", "product description": "y", "target attributes": "Flavor and Pack Size"}
+    )
+    assert ave_arguments(inp) == {
+        "attributes": ["flavor", "pack size"],
+        "sources": ["product description", "product title"],
+    }
+    assert ave_arguments(inp, {"target_attributes": ["brand"]})["attributes"] == ["brand"]
+    assert ave_arguments("not json") is None
+    assert ave_arguments(json.dumps({"product title": "x"})) is None
+
+
+def test_make_grammar_names() -> None:
+    assert isinstance(make_grammar("ranking", {"letters": ["A", "B"]}), Ranking)
+    assert isinstance(make_grammar("digits", {"allowed": ["1", "2"]}), OneOf)
+    try:
+        make_grammar("regex", {})
+    except ValueError as exc:
+        assert "regex" in str(exc)
+    else:
+        raise AssertionError("unknown constraint accepted")
+
+
+def test_forced_text_is_a_prefix_of_every_completion() -> None:
+    g = AveJson(("color", "size"), ("product title",))
+    state = g.start()
+    assert g.forced(state) == '[{"attribute": "'
+    state = feed(g, state, '[{"attribute": "')
+    assert g.forced(state) == 'color"'  # the only attribute allowed next
+    state = feed(g, state, 'color", "value": "')
+    assert g.forced(state) == ""  # the value is the model's
+    state = feed(g, state, 'None", "source": "')
+    assert g.forced(state) == 'None"'  # a None value forces a None source
+    r = Ranking(("A", "B"))
+    assert r.forced(r.start()) == "" and r.forced(feed(r, r.start(), "B")) == ","
+    assert r.forced(feed(r, r.start(), "B,")) == "A"

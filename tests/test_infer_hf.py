@@ -1,0 +1,86 @@
+"""The hf backend on the embedded SmolLM2 with real-format samples: every mode, checked by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecellm.data.loaders import load_samples
+from ecellm.infer.base import Request
+from ecellm.infer.hf import HFBackend, generate_texts
+from ecellm.infer.predict import make_requests
+from ecellm.tasks import get_task
+
+FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("ECELLM_THREADS", "1")
+
+
+def test_choice_scores_equal_an_unpadded_forward_pass(smollm2) -> None:
+    """Scores from a padded batch must match log-softmax of one unpadded prompt, by hand."""
+    import torch
+
+    samples = [s for s in load_samples(FIXTURE) if s.task in ("PSI", "PM")]
+    backend = HFBackend(smollm2, batch_size=8)
+    reqs = make_requests(backend, samples)
+    got = {c.id: c for c in backend.run(reqs)}
+    tok, model = smollm2.tokenizer, smollm2.model
+    for r in reqs:
+        ids = torch.tensor([backend.encode(r.prompt)])
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(ids).logits[0, -1].float(), dim=-1)
+        want = {c: float(logp[tok(c, add_special_tokens=False).input_ids[0]]) for c in ("yes", "no")}
+        c = got[r.id]
+        assert c.choice_logprobs == pytest.approx(want, abs=2e-3)
+        assert c.text == max(want, key=want.get)
+        assert c.prompt_tokens == ids.shape[1]
+
+
+def test_batched_generation_equals_one_by_one(smollm2) -> None:
+    """Left padding with pad == eos must not change greedy outputs."""
+    prompts = [
+        "### Instruction:\nName a fruit.\n\n### Response:\n",
+        "### Instruction:\nWrite a short product title for a red ceramic coffee mug with a lid."
+        "\n\n### Response:\n",
+        "Hi",
+    ]
+    batched = generate_texts(smollm2, prompts, max_new_tokens=10, batch_size=3)
+    single = [generate_texts(smollm2, [p], max_new_tokens=10, batch_size=1)[0] for p in prompts]
+    assert batched == single
+    assert all(isinstance(t, str) for t in batched)
+
+
+def test_stop_strings_end_generation(smollm2) -> None:
+    backend = HFBackend(smollm2)
+    prompt = "Count: 1, 2, 3, 4,"
+    free = next(iter(backend.run([Request("a", prompt, max_new_tokens=12)])))
+    cut = next(iter(backend.run([Request("b", prompt, max_new_tokens=12, stop=(" 6",))])))
+    assert " 6" in free.raw
+    assert " 6" not in cut.text and cut.completion_tokens < free.completion_tokens
+
+
+def test_choice_and_constrained_outputs_always_parse(smollm2) -> None:
+    samples = [s for s in load_samples(FIXTURE) if s.task != "AG"]
+    backend = HFBackend(smollm2, batch_size=8)
+    reqs = make_requests(backend, samples)
+    done = {c.id: c for c in backend.run(reqs)}
+    assert sorted(done) == sorted(s.id for s in samples)
+    for s in samples:
+        c = done[s.id]
+        task = get_task(s.task)
+        parsed = task.parse(c.text, s)
+        assert parsed, (s.id, c.text, parsed)
+        if s.task == "QPR":
+            letters = [x.split(":")[0] for x in __import__("json").loads(s.input)["product list"]]
+            assert sorted(parsed) == sorted(letters) and c.mode == "constrained"
+        elif s.task == "AVE":
+            assert [it["attribute"] for it in parsed] == s.meta["target_attributes"]
+            assert c.completion_tokens <= next(r for r in reqs if r.id == s.id).max_new_tokens
+        else:
+            assert c.mode == "choice" and c.text in task.choices(s)

@@ -1,0 +1,44 @@
+"""Quickstart pieces: fixed subsets, the honest before/after table, the missing-data message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecellm.errors import InputError
+from ecellm.quickstart import IND, OOD, compare_table, pick_subset, run_quickstart
+from ecellm.train.data import read_samples
+
+FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
+
+
+def test_pick_subset_is_fixed_per_task_and_order_independent():
+    samples = read_samples(str(FIXTURE), tasks=None, settings=None, splits=["train"])
+    a = pick_subset(samples, 2, seed=7)
+    b = pick_subset(list(reversed(samples)), 2, seed=7)
+    assert [s.id for s in a] == [s.id for s in b]
+    per_task = {t: sum(s.task == t for s in a) for t in {s.task for s in samples}}
+    assert per_task == {t: min(2, sum(s.task == t for s in samples)) for t in per_task}
+
+
+def _res(rows):
+    return {"results": [{"task": t, "setting": s, "metric": m, "score": v} for t, s, m, v in rows]}
+
+
+def test_compare_table_shows_every_delta_including_losses_and_means():
+    before = _res([("PSI", IND, "F1", 0.20), ("SA", IND, "macro F1", 0.50), ("SA", OOD, "macro F1", 0.40)])
+    after = _res([("PSI", IND, "F1", 0.60), ("SA", IND, "macro F1", 0.30), ("SA", OOD, "macro F1", 0.45)])
+    table, means = compare_table(before, after)
+    assert means["IND base"] == pytest.approx(0.35) and means["IND tuned"] == pytest.approx(0.45)
+    assert means["OOD tuned"] - means["OOD base"] == pytest.approx(0.05)
+    sa_line = next(x for x in table.splitlines() if x.startswith("IND") and " SA " in x)
+    assert "-0.200" in sa_line and "(worse)" in sa_line
+    assert "+0.400" in next(x for x in table.splitlines() if " PSI " in x)
+
+
+def test_missing_raw_data_gives_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("ECELLM_RAW_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="raw data not found: set ECELLM_RAW_DIR"):
+        run_quickstart(None, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
