@@ -43,10 +43,18 @@ def test_ood_tasks_match_the_paper() -> None:
 
 
 def test_choices_are_gold_output_forms() -> None:
-    sa = Sample(id="x", task="Sentiment_Analysis", instruction="i", input="good", output="B: positive",
-                options=list(get_task("SA").options))
+    sa = Sample(
+        id="x",
+        task="Sentiment_Analysis",
+        instruction="i",
+        input="good",
+        output="B: positive",
+        options=list(get_task("SA").options),
+    )
     assert get_task("SA").choices(sa)[1] == "B: positive"
-    prp = Sample(id="y", task="PRP", instruction="i", input="{}", output="A", options=list(get_task("PRP").options))
+    prp = Sample(
+        id="y", task="PRP", instruction="i", input="{}", output="A", options=list(get_task("PRP").options)
+    )
     assert get_task("PRP").choices(prp) == ["A", "B", "C"]
     pm = Sample(id="z", task="PM", instruction="i", input="{}", output="yes")
     assert get_task("PM").choices(pm) == ["yes", "no"]
@@ -59,4 +67,6 @@ def test_schema_rejects_unknown_split_and_task() -> None:
         Sample(id="a", task="PM", instruction="i", input="x", output="yes", split="dev")
     with pytest.raises(ValueError):
         Sample(id="a", task="Nope", instruction="i", input="x", output="yes")
-    assert Sample(id="a", task="PM", instruction="i", input="x", output="yes", split="validation").split == "val"
+    assert (
+        Sample(id="a", task="PM", instruction="i", input="x", output="yes", split="validation").split == "val"
+    )

@@ -19,7 +19,9 @@ from ecellm.errors import InputError
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[Any]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[Any]:
     """Open a temp file next to ``path`` and rename it over ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,10 +66,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         with path.open(encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON: {exc.msg} (column {exc.colno})", file=str(path), record=f"line {exc.lineno}") from exc
+        raise InputError(
+            f"malformed JSON: {exc.msg} (column {exc.colno})", file=str(path), record=f"line {exc.lineno}"
+        ) from exc
 
 
-def iter_jsonl(path: str | os.PathLike[str], *, skip_truncated_tail: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_jsonl(
+    path: str | os.PathLike[str], *, skip_truncated_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)`` for each non-empty line.
 
     ``skip_truncated_tail`` tolerates a last line without newline that does not parse: that

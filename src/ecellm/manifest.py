@@ -13,7 +13,18 @@ from typing import Any
 from ecellm import __version__
 from ecellm.io import sha256_file, write_json
 
-_TRACKED = ("torch", "transformers", "peft", "accelerate", "datasets", "bert-score", "gguf", "trl", "vllm", "llama-cpp-python")
+_TRACKED = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "datasets",
+    "bert-score",
+    "gguf",
+    "trl",
+    "vllm",
+    "llama-cpp-python",
+)
 
 
 def package_versions() -> dict[str, str]:
@@ -47,14 +58,18 @@ def write_manifest(
     data: list[str | os.PathLike[str]] | None = None,
     model: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    timestamp: bool = True,
 ) -> dict[str, Any]:
-    """Write ``manifest.json``-style metadata atomically and return it."""
-    manifest: dict[str, Any] = {
-        "kind": kind,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "versions": package_versions(),
-        "config": config,
-    }
+    """Write ``manifest.json``-style metadata atomically and return it.
+
+    ``timestamp=False`` leaves out the ``created`` time, for outputs that must be byte-identical
+    across runs (a data build is reproducible, so its manifest is too).
+    """
+    manifest: dict[str, Any] = {"kind": kind}
+    if timestamp:
+        manifest["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    manifest["versions"] = package_versions()
+    manifest["config"] = config
     if data:
         manifest["data_sha256"] = data_fingerprint(data)
     if model is not None:

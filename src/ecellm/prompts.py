@@ -45,7 +45,9 @@ def render_prompt(sample: Sample, template: str = "alpaca", tokenizer: Any = Non
         return f"[INST] {PREAMBLE}\n\n{body} [/INST]\n\n{RESPONSE_MARKER}\n"
     if template == "chat":
         if tokenizer is None or not getattr(tokenizer, "chat_template", None):
-            raise ValueError("template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'mistral'")
+            raise ValueError(
+                "template 'chat' needs a tokenizer with a chat template; use 'alpaca' or 'mistral'"
+            )
         messages = [{"role": "user", "content": f"{PREAMBLE}\n\n{body}"}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")

@@ -8,8 +8,8 @@ that replaces ``out_dir`` only when complete, so a failed build never leaves a h
 
 Determinism: builders and instruction draws use string-seeded ``random.Random`` streams, groups
 are processed in sorted order and every file is written with sorted keys; two builds from the
-same raw data and config are byte-identical except ``manifest.json``'s ``created`` timestamp
-(and its platform/version block when run elsewhere).
+same raw data, config and package versions are byte-identical, ``manifest.json`` included (it
+carries no timestamp; its version block differs only when run with other package versions).
 """
 
 from __future__ import annotations
@@ -250,7 +250,9 @@ def build_dataset(
                 "report": "quality_report.md",
             },
         }
-        manifest = write_manifest(stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra)
+        manifest = write_manifest(
+            stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra, timestamp=False
+        )
         with atomic_open(stage / "quality_report.md") as fh:
             fh.write(stats.quality_report(manifest))
         _swap(stage, out_dir)

@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 AnswerKind = Literal["attribute_values", "letter", "option", "yes_no", "ranking", "text"]
 DecodeMode = Literal["generate", "choice", "constrained"]
-Category = Literal["product understanding", "user understanding", "query understanding", "product question answering"]
+Category = Literal[
+    "product understanding", "user understanding", "query understanding", "product question answering"
+]
 
 
 @dataclass(frozen=True)
