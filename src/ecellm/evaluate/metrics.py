@@ -51,6 +51,23 @@ def binary_counts(
     return {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
 
 
+def binary_metrics(
+    gold: Sequence[Any], pred: Sequence[Any], c: dict[str, int], specificity: float, npv: float
+) -> dict[str, Any]:
+    """Accuracy, precision, recall and F1 of the ``yes`` class plus the counts ``c`` (from
+    :func:`binary_counts`); the two modes differ only in specificity and NPV, so they pass those in."""
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
+    return {
+        "accuracy": accuracy(gold, pred),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "specificity": specificity,
+        "npv": npv,
+        **c,
+    }
+
+
 def per_label_counts(gold: Sequence[Any], pred: Sequence[Any]) -> tuple[Counter, Counter, Counter]:
     """(true positives, gold support, predicted count) per label."""
     tp: Counter = Counter()

@@ -24,7 +24,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ecellm.evaluate.metrics import accuracy, binary_counts, dcg, macro_prf, ratio
+from ecellm.evaluate.metrics import accuracy, binary_counts, binary_metrics, dcg, macro_prf, ratio
 
 _MULTI = frozenset("ABCDE")
 _SR = frozenset("ABCDEFGHIJKLMNOPQRST")
@@ -41,16 +41,8 @@ def score_binary(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
             kept_g.append(g)
             kept_p.append(p)
     c = binary_counts(kept_g, kept_p)
-    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
-    metrics = {
-        "accuracy": accuracy(kept_g, kept_p),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "specificity": tn / (tn + fp + 1e-8),
-        "npv": tn / (tn + fn + 1e-8),
-        **c,
-    }
+    tn, fp, fn = c["tn"], c["fp"], c["fn"]
+    metrics = binary_metrics(kept_g, kept_p, c, specificity=tn / (tn + fp + 1e-8), npv=tn / (tn + fn + 1e-8))
     return {"metrics": metrics, "invalid": len(gold) - len(kept_g)}
 
 

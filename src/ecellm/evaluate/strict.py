@@ -19,7 +19,16 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from ecellm.evaluate.metrics import accuracy, binary_counts, dcg, macro_prf, max_matching, mean, ratio
+from ecellm.evaluate.metrics import (
+    accuracy,
+    binary_counts,
+    binary_metrics,
+    dcg,
+    macro_prf,
+    max_matching,
+    mean,
+    ratio,
+)
 from ecellm.evaluate.paper import QPR_GAINS
 from ecellm.tasks.base import Invalid
 
@@ -34,16 +43,9 @@ def score_binary(gold: Sequence[str], answers: Sequence[Any]) -> dict[str, Any]:
     g = [x.strip().lower() for x in gold]
     p = [_answer(a) for a in answers]
     c = binary_counts(g, p)
-    tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
-    metrics = {
-        "accuracy": accuracy(g, p),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "f1": ratio(2 * tp, 2 * tp + fp + fn),
-        "specificity": ratio(tn, sum(x == "no" for x in g)),
-        "npv": ratio(tn, sum(x == "no" for x in p)),
-        **c,
-    }
+    tn = c["tn"]
+    spec, npv = ratio(tn, sum(x == "no" for x in g)), ratio(tn, sum(x == "no" for x in p))
+    metrics = binary_metrics(g, p, c, specificity=spec, npv=npv)
     return {"metrics": metrics, "invalid": sum(x is None for x in p)}
 
 
