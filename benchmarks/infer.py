@@ -4,7 +4,8 @@ Reference procedure (as the eCeLLM inference script does it): a transformers
 ``pipeline("text-generation")`` in batches of 2, sampling with temperature 0.15 / top_p 0.95 and
 no seed, 100 new tokens for every task, alpaca template, answer = text after ``### Response:``.
 ecellm: :class:`ecellm.infer.hf.HFBackend` with its defaults (batch 8, length-sorted, greedy,
-per-task budgets, choice scoring for closed answer sets, constrained decoding for QPR/AVE).
+per-task budgets, choice scoring for closed answer sets, jump-forward constrained decoding for
+QPR/AVE, shared-prefix KV cache; ``--autocast``/``--no-share-prefix`` change those).
 
 Both run the same model object on the same samples: ``--n`` test samples stratified by task
 (seeded) from the build's IND test split (``--data``), or the committed fixture when no build is
@@ -83,12 +84,15 @@ def run_reference(loaded, samples: list[Sample]) -> tuple[float, dict[str, str]]
     return elapsed, texts
 
 
-def run_ecellm(loaded, samples: list[Sample]) -> tuple[float, dict[str, str]]:
-    backend = HFBackend(loaded)
+def run_ecellm(loaded, samples: list[Sample], **kw) -> tuple[float, dict[str, str], dict]:
+    """ecellm's defaults (``kw`` overrides HFBackend options, e.g. ``autocast="off"``)."""
+    backend = HFBackend(loaded, **kw)
     t0 = time.perf_counter()
     reqs = make_requests(backend, samples)
     texts = {c.id: c.text for c in backend.run(reqs)}
-    return time.perf_counter() - t0, texts
+    elapsed = time.perf_counter() - t0
+    info = {k: backend.describe()[k] for k in ("share_prefix", "autocast", "batch_size")}
+    return elapsed, texts, {**info, **backend.prefix_stats}
 
 
 def main() -> None:
@@ -98,6 +102,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--dtype", default="auto", help="weights for both runs: auto (fp32 on CPU) or bfloat16")
+    ap.add_argument(
+        "--autocast", default=None, help="ecellm only: auto (default), bfloat16 or off (fp32 throughout)"
+    )
+    ap.add_argument("--no-share-prefix", action="store_true", help="ecellm only: no shared-prefix KV cache")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--json-out", default=None, help="Also write the figures to this JSON file.")
     args = ap.parse_args()
@@ -116,17 +124,21 @@ def main() -> None:
         "dtype": args.dtype,
         "threads": threads,
     }
-    ours_s, ours = run_ecellm(loaded, chosen)
+    kw: dict = {"share_prefix": not args.no_share_prefix}
+    if args.autocast:
+        kw["autocast"] = args.autocast
+    ours_s, ours, info = run_ecellm(loaded, chosen, **kw)
     bad_ours = invalid_counts(chosen, ours)
     result["ecellm"] = {
         "seconds": round(ours_s, 2),
         "samples_per_s": round(len(chosen) / ours_s, 3),
         "invalid": sum(bad_ours.values()),
         "invalid_by_task": dict(bad_ours),
+        "backend": info,
     }
     print(
         f"ecellm:    {len(chosen) / ours_s:8.3f} samples/s ({ours_s:.1f} s), invalid "
-        f"{sum(bad_ours.values())}/{len(chosen)} {dict(bad_ours)}"
+        f"{sum(bad_ours.values())}/{len(chosen)} {dict(bad_ours)}; {info}"
     )
     if not args.skip_reference:
         ref_s, ref = run_reference(loaded, chosen)

@@ -58,7 +58,11 @@ class Model:
         if not isinstance(self.backend, HFBackend):
             raise TypeError("generate() needs the hf backend")
         return generate_texts(
-            self.backend.loaded, prompts, max_new_tokens=max_new_tokens, batch_size=self.backend.batch_size
+            self.backend.loaded,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=self.backend.batch_size,
+            autocast=self.backend.autocast,
         )
 
 

@@ -16,7 +16,10 @@ tokenised on its own and appended, which is what generation after that prompt wo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ecellm.infer.prefix import SharedPrefix
 
 
 def candidate_ids(tokenizer: Any, prompt: str, text: str) -> list[int]:
@@ -29,39 +32,57 @@ def candidate_ids(tokenizer: Any, prompt: str, text: str) -> list[int]:
 
 
 def _positions(mask: Any) -> Any:
-    """Position ids that ignore left padding, so a padded row scores like an unpadded one."""
+    """Position ids that ignore padding, so a padded row scores like an unpadded one."""
     pos = mask.long().cumsum(-1) - 1
     return pos.clamp(min=0)
 
 
 def score_batch(
-    model: Any, tokenizer: Any, prompt_ids: list[list[int]], prompts: list[str], texts: list[list[str]]
+    model: Any,
+    tokenizer: Any,
+    prompt_ids: list[list[int]],
+    prompts: list[str],
+    texts: list[list[str]],
+    prefix: SharedPrefix | None = None,
 ) -> list[list[float]]:
     """Log-likelihood of every text of ``texts[i]`` after prompt ``i`` (``prompt_ids[i]`` are the
-    ids the model sees, special tokens and truncation included; ``prompts[i]`` its text)."""
+    ids the model sees, special tokens and truncation included; ``prompts[i]`` its text).
+
+    With ``prefix`` (see :mod:`ecellm.infer.prefix`) row ``i``'s first ``prefix.lengths[i]`` ids
+    are already in ``prefix``'s cache and only the rest is run; the scores are those of the full
+    prompt.
+    """
     import torch
 
     cands = [[candidate_ids(tokenizer, pr, t) for t in ts] for pr, ts in zip(prompts, texts, strict=True)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    lengths = prefix.lengths if prefix is not None else [0] * len(prompt_ids)
     if all(len(c) == 1 for cs in cands for c in cs):
-        ids, mask = _left_pad(prompt_ids, pad, device)
-        with torch.inference_mode():
+        suffixes = [p[n:] for p, n in zip(prompt_ids, lengths, strict=True)]
+        ids, mask, pos, cache = _inputs(suffixes, pad, device, prefix, None)
+        with torch.no_grad():
             logits = model(
-                input_ids=ids, attention_mask=mask, position_ids=_positions(mask), logits_to_keep=1
+                input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=1
             ).logits[:, -1, :]
         logp = torch.log_softmax(logits.float(), dim=-1)
         return [[float(logp[i, c[0]]) for c in cs] for i, cs in enumerate(cands)]
-    seqs, spans = [], []
-    for p, cs in zip(prompt_ids, cands, strict=True):
+    seqs, spans, rows = [], [], []
+    for i, (p, n, cs) in enumerate(zip(prompt_ids, lengths, cands, strict=True)):
         for c in cs:
-            seqs.append(p + c)
+            seqs.append(p[n:] + c)
             spans.append(len(c))
-    ids, mask = _left_pad(seqs, pad, device)
-    with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=_positions(mask)).logits
+            rows.append(i)
+    ids, mask, pos, cache = _inputs(seqs, pad, device, prefix, rows)
+    # Only the last max(span) + 1 positions predict candidate tokens (left padding aligns the
+    # ends), so the full-vocabulary projection and softmax run on those alone.
+    keep = max(spans) + 1
+    with torch.no_grad():
+        logits = model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=keep
+        ).logits
     logp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
-    target = ids[:, 1:]
+    target = ids[:, -(keep - 1) :]
     tok_lp = logp.gather(-1, target.unsqueeze(-1)).squeeze(-1)
     flat = [float(tok_lp[k, -n:].sum()) for k, n in enumerate(spans)]
     out, k = [], 0
@@ -69,6 +90,23 @@ def score_batch(
         out.append(flat[k : k + len(cs)])
         k += len(cs)
     return out
+
+
+def _inputs(
+    rows: list[list[int]], pad: int, device: Any, prefix: SharedPrefix | None, select: list[int] | None
+) -> tuple[Any, Any, Any, Any]:
+    """``(input_ids, attention_mask, position_ids, cache)`` for left-padded ``rows`` placed after
+    ``prefix``'s cached rows (``select`` maps each row to its prefix row; default: the same)."""
+    import torch
+
+    ids, mask = _left_pad(rows, pad, device)
+    if prefix is None or prefix.width == 0:
+        return ids, mask, _positions(mask), None
+    cache, pmask = prefix.cache(select), prefix.mask.to(device)
+    if select is not None:
+        pmask = pmask[torch.tensor(select, device=device)]
+    full = torch.cat([pmask, mask], dim=1)
+    return ids, full, _positions(full)[:, pmask.shape[1] :], cache
 
 
 def _left_pad(rows: list[list[int]], pad: int, device: Any) -> tuple[Any, Any]:

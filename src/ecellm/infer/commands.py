@@ -40,7 +40,21 @@ def predict_cmd(
     dtype: str = typer.Option(
         "auto",
         "--dtype",
-        help="hf weights: auto (fp32 on CPU), float32, bfloat16 (faster prefill on CPUs with bf16).",
+        help="hf: auto (fp32 weights, bf16 autocast on CPUs with native bf16), float32 (fp32 throughout), "
+        "bfloat16 (bf16 weights).",
+    ),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="openai: the API's base URL (default $OPENAI_BASE_URL, else OpenAI's)."
+    ),
+    api_key_env: str | None = typer.Option(
+        None, "--api-key-env", help="openai: environment variable holding the key (default OPENAI_API_KEY)."
+    ),
+    concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="openai: parallel requests."),
+    requests_per_minute: float | None = typer.Option(
+        None, "--requests-per-minute", min=0.001, help="openai: client-side rate limit."
+    ),
+    max_retries: int | None = typer.Option(
+        None, "--max-retries", min=0, help="openai: retries of 429/5xx/connection errors."
     ),
     no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
 ) -> None:
@@ -48,6 +62,18 @@ def predict_cmd(
     from ecellm.data.loaders import load_samples
     from ecellm.infer.predict import predict
 
+    api = {
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "requests_per_minute": requests_per_minute,
+        "max_retries": max_retries,
+    }
+    api = {k: v for k, v in api.items() if v is not None}
+    if api and backend != "openai":
+        flags = ", ".join("--" + k.replace("_", "-") for k in api)
+        typer.echo(f"error: {flags}: only for --backend openai", err=True)
+        raise typer.Exit(2)
     samples = load_samples(data, tasks=_names(tasks), settings=_names(settings), splits=split)
     if not samples:
         typer.echo(f"error: no samples in {data} match the filters", err=True)
@@ -66,9 +92,28 @@ def predict_cmd(
         limit=limit,
         progress=not no_progress,
         source=str(data),
-        backend_kw={"dtype": dtype} if backend == "hf" and dtype != "auto" else None,
+        backend_kw=_backend_kw(backend, dtype, api),
     )
     typer.echo(str(path))
+
+
+def _backend_kw(backend: str, dtype: str, api: dict[str, object]) -> dict[str, object] | None:
+    """Constructor options for the chosen backend.
+
+    hf: ``--dtype auto`` keeps fp32 weights (the backend may autocast to bf16, see
+    :class:`ecellm.infer.hf.HFBackend`); ``--dtype float32`` also turns autocast off, so it gives
+    plain fp32 everywhere; other dtypes load the weights in that dtype.
+    """
+    if backend == "hf":
+        if dtype == "auto":
+            return None
+        kw: dict[str, object] = {"dtype": dtype}
+        if dtype == "float32":
+            kw["autocast"] = "off"
+        return kw
+    if backend == "openai":
+        return dict(api) or None
+    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -4,8 +4,9 @@ Speed comes from doing less work rather than from tricks: requests are sorted by
 and batched with left padding (little padding, one ``generate`` call per batch); each task gets
 its own ``max_new_tokens`` and stop strings and a batch stops as soon as every row hit EOS or a
 stop string; closed-answer tasks are scored in one forward pass instead of generated
-(:mod:`ecellm.infer.choice`); structured tasks decode under a grammar
-(:mod:`ecellm.infer.constrained`).
+(:mod:`ecellm.infer.choice`); structured tasks decode under a grammar, several grammar-fixed
+tokens per forward pass (:mod:`ecellm.infer.constrained`); prompt prefixes shared by many
+requests (preamble + instruction) are computed once (:mod:`ecellm.infer.prefix`).
 
 Tokenizers whose pad token is their EOS (SmolLM2 pads with ``<|im_end|>``) are handled by
 attention masks and position ids computed from the mask, never by looking at pad ids.
@@ -16,9 +17,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel
 from ecellm.prompts import STOP_STRINGS, extract_response
 
@@ -63,13 +66,59 @@ def set_threads(n: int | None = None) -> int:
     return n
 
 
+AUTOCAST_CHOICES = ("auto", "bfloat16", "off")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX).
+
+    Without it oneDNN emulates bf16 and autocast would be slower than fp32, not faster.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except RuntimeError:
+            continue
+    return False
+
+
+def _autocast_dtype(autocast: str | None, model: Any) -> Any:
+    """The autocast dtype for ``autocast`` (``None``/``"off"``: none; ``"bfloat16"``: bf16;
+    ``"auto"``: bf16 when fp32 weights run on a CPU with native bf16)."""
+    import torch
+
+    if autocast in (None, "off", "none", "float32"):
+        return None
+    if autocast == "bfloat16":
+        return torch.bfloat16
+    if autocast != "auto":
+        raise ValueError(f"unknown autocast {autocast!r}; choose one of {', '.join(AUTOCAST_CHOICES)}")
+    dtype = next(model.parameters()).dtype
+    if model.device.type == "cpu" and dtype == torch.float32 and cpu_has_native_bf16():
+        return torch.bfloat16
+    return None
+
+
 class HFBackend:
     """Greedy generation, choice scoring and constrained decoding on a :class:`LoadedModel`."""
 
     name = "hf"
     supported_modes = frozenset({"generate", "choice", "constrained"})
 
-    def __init__(self, loaded: LoadedModel, *, batch_size: int = 8, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int = 8,
+        threads: int | None = None,
+        share_prefix: bool = True,
+        autocast: str | None = "auto",
+    ) -> None:
         if loaded.is_seq2seq:
             raise ValueError("the hf backend runs decoder-only models; seq2seq models are not supported yet")
         self.loaded = loaded
@@ -79,6 +128,13 @@ class HFBackend:
         self.threads = set_threads(threads) if self.model.device.type == "cpu" else threads
         cfg = self.model.config
         self.max_positions: int | None = getattr(cfg, "max_position_embeddings", None)
+        self.share_prefix = bool(share_prefix)
+        # Default "auto" = bf16 autocast on CPUs with native bf16: on 200 mixed test samples it
+        # ran 1.95x faster than fp32 and changed 13 predictions (6 AVE, 7 AG), no choice or QPR
+        # answer, no metric except AG BERTScore (0.4311 -> 0.4299); "off" gives fp32 throughout.
+        self.autocast = autocast
+        self.autocast_dtype = _autocast_dtype(autocast, self.model)
+        self.prefix_stats: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -86,6 +142,8 @@ class HFBackend:
             "batch_size": self.batch_size,
             "decoding": "greedy",
             "threads": self.threads,
+            "share_prefix": self.share_prefix,
+            "autocast": str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else None,
             "device": str(self.model.device),
             "model": self.loaded.describe(),
         }
@@ -106,48 +164,83 @@ class HFBackend:
     # -- the Backend interface ----------------------------------------------------------------
     def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
         reqs = list(requests)
-        encoded = {id(r): self.encode(r.prompt, r.max_new_tokens) for r in reqs}
-        # Cheap modes first, so the predictions file fills quickly; then by budget and length.
+        encoded = {k: self.encode(r.prompt, r.max_new_tokens) for k, r in enumerate(reqs)}
+        prefixes = PrefixCache(self.model, self._compute) if self.share_prefix else None
+        if prefixes is not None:
+            prefixes.plan(encoded)
+        shared = prefixes.prefix_len if prefixes is not None else {}
+        # Cheap modes first, so the predictions file fills quickly; then by budget and by the
+        # length still to run after the shared prefix (what a batch's padding is made of).
         rank = {"choice": 0, "constrained": 1, "generate": 2}
-        reqs.sort(
-            key=lambda r: (
-                rank.get(r.mode, 2),
-                r.max_new_tokens if r.mode == "generate" else 0,
-                len(encoded[id(r)]),
-                r.id,
-            )
+        order = sorted(
+            range(len(reqs)),
+            key=lambda k: (
+                rank.get(reqs[k].mode, 2),
+                reqs[k].max_new_tokens if reqs[k].mode == "generate" else 0,
+                len(encoded[k]) - shared.get(k, 0),
+                reqs[k].id,
+            ),
         )
-        batch: list[Request] = []
-        for r in reqs:
+        batch: list[int] = []
+        for k in order:
+            r = reqs[k]
+            first = reqs[batch[0]] if batch else None
             # choice scoring ignores max_new_tokens and constrained rows carry their own budgets,
             # so only free generation batches by budget
-            same_budget = (
-                (r.mode != "generate" or r.max_new_tokens == batch[0].max_new_tokens) if batch else True
-            )
-            if batch and (r.mode != batch[0].mode or not same_budget or len(batch) >= self.batch_size):
-                yield from self._run_batch(batch, encoded)
+            same_budget = first is None or r.mode != "generate" or r.max_new_tokens == first.max_new_tokens
+            if first is not None and (
+                r.mode != first.mode or not same_budget or len(batch) >= self.batch_size
+            ):
+                yield from self._run_batch(
+                    [reqs[j] for j in batch], [encoded[j] for j in batch], batch, prefixes
+                )
                 batch = []
-            batch.append(r)
+            batch.append(k)
         if batch:
-            yield from self._run_batch(batch, encoded)
+            yield from self._run_batch([reqs[j] for j in batch], [encoded[j] for j in batch], batch, prefixes)
+        if prefixes is not None:
+            self.prefix_stats = {
+                "prefix_tokens_run": prefixes.computed_tokens,
+                "prefix_tokens_saved": prefixes.saved_tokens,
+                "prompt_tokens": sum(len(v) for v in encoded.values()),
+            }
 
-    def _run_batch(self, batch: list[Request], encoded: dict[int, list[int]]) -> list[Completion]:
-        ids = [encoded[id(r)] for r in batch]
+    def _run_batch(
+        self, batch: list[Request], ids: list[list[int]], keys: list[int], prefixes: PrefixCache | None
+    ) -> list[Completion]:
         t0 = time.perf_counter()
+        pad = self._pad_id()
+        shared = prefixes.batch(keys, pad) if prefixes is not None else None
         mode = batch[0].mode
         if mode == "choice":
-            out = self._choice(batch, ids)
+            out = self._choice(batch, ids, shared)
         elif mode == "constrained":
-            out = self._generate(batch, ids, constrained=True)
+            out = self._generate(batch, ids, shared, constrained=True)
         else:
-            out = self._generate(batch, ids, constrained=False)
+            out = self._generate(batch, ids, shared, constrained=False)
+        if prefixes is not None:
+            prefixes.release(keys)
         per = (time.perf_counter() - t0) / len(batch)
         for c in out:
             c.latency_s = round(per, 6)
         return out
 
+    def _pad_id(self) -> int:
+        tok = self.tokenizer
+        return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+
+    def _compute(self) -> AbstractContextManager[Any]:
+        """The numeric context of every forward pass: bf16 autocast or plain (see ``autocast``)."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        import torch
+
+        return torch.autocast(self.model.device.type, dtype=self.autocast_dtype)
+
     # -- modes ----------------------------------------------------------------------------------
-    def _choice(self, batch: list[Request], ids: list[list[int]]) -> list[Completion]:
+    def _choice(
+        self, batch: list[Request], ids: list[list[int]], shared: SharedPrefix | None
+    ) -> list[Completion]:
         from ecellm.infer.choice import score_batch
 
         texts = []
@@ -155,7 +248,8 @@ class HFBackend:
             if not r.choices:
                 raise ValueError(f"request {r.id}: choice mode needs choices")
             texts.append(list(r.score_texts or r.choices))
-        scores = score_batch(self.model, self.tokenizer, ids, [r.prompt for r in batch], texts)
+        with self._compute():
+            scores = score_batch(self.model, self.tokenizer, ids, [r.prompt for r in batch], texts, shared)
         out = []
         for r, p, sc in zip(batch, ids, scores, strict=True):
             best = max(range(len(sc)), key=lambda k: (sc[k], -k))  # ties: the first choice
@@ -172,7 +266,9 @@ class HFBackend:
             )
         return out
 
-    def _generate(self, batch: list[Request], ids: list[list[int]], *, constrained: bool) -> list[Completion]:
+    def _generate(
+        self, batch: list[Request], ids: list[list[int]], shared: SharedPrefix | None, *, constrained: bool
+    ) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -181,8 +277,19 @@ class HFBackend:
         from ecellm.infer.grammars import make_grammar
 
         tok = self.tokenizer
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        input_ids, mask = _left_pad(ids, pad, self.model.device)
+        pad = self._pad_id()
+        cache = None
+        if shared is None:
+            input_ids, mask = _left_pad(ids, pad, self.model.device)
+        else:
+            # generate() runs only the ids after the cache's length; the prefix ids and mask go in
+            # front so positions (cumsum of the mask) and attention cover the whole prompt
+            suffix_ids, suffix_mask = _left_pad(
+                [p[n:] for p, n in zip(ids, shared.lengths, strict=True)], pad, self.model.device
+            )
+            input_ids = torch.cat([shared.ids.to(suffix_ids.device), suffix_ids], dim=1)
+            mask = torch.cat([shared.mask.to(suffix_mask.device), suffix_mask], dim=1)
+            cache = shared.cache()
         width = input_ids.shape[1]
         max_new = max(r.max_new_tokens for r in batch)
         stop = tuple(sorted({s for r in batch for s in r.stop}))
@@ -201,15 +308,25 @@ class HFBackend:
             eos_token_id=tok.eos_token_id,
             bos_token_id=tok.bos_token_id,
         )
-        with torch.inference_mode():
-            seqs = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                generation_config=config,
-                logits_processor=processors,
-                stopping_criteria=criteria,
-            )
-        new = seqs[:, width:].tolist()
+        if proc is not None:
+            # jump-forward decoding: the grammar-fixed tokens cost no decode steps of their own
+            from ecellm.infer.constrained import decode
+
+            with torch.no_grad(), self._compute():
+                new = decode(self.model, input_ids, mask, cache, proc, max_new, pad)
+        else:
+            # no_grad rather than inference_mode: autocast reuses its bf16 weight copies across
+            # decode steps only outside inference mode (1.8x faster steps when autocasting)
+            with torch.no_grad(), self._compute():
+                seqs = self.model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    cache=cache,
+                    generation_config=config,
+                    logits_processor=processors,
+                    stopping_criteria=criteria,
+                )
+            new = seqs[:, width:].tolist()
         out = []
         for b, r in enumerate(batch):
             toks = _until_eos(new[b], tok.eos_token_id)
@@ -257,10 +374,11 @@ def generate_texts(
     max_new_tokens: int = 100,
     stop: Sequence[str] = STOP_STRINGS,
     batch_size: int = 8,
+    autocast: str | None = "auto",
 ) -> list[str]:
     """Plain greedy generation for a list of prompts, returned in input order (answer text cut
     at the first stop string and stripped)."""
-    backend = HFBackend(loaded, batch_size=batch_size)
+    backend = HFBackend(loaded, batch_size=batch_size, autocast=autocast)
     reqs = [
         Request(id=str(i), prompt=p, max_new_tokens=max_new_tokens, stop=tuple(stop))
         for i, p in enumerate(prompts)
