@@ -119,3 +119,77 @@ def _left_pad(rows: list[list[int]], pad: int, device: Any) -> tuple[Any, Any]:
         ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
         mask[i, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
+
+
+def seq2seq_candidate_ids(tokenizer: Any, text: str) -> list[int]:
+    """Decoder token ids of ``text`` for an encoder-decoder model.
+
+    The decoder starts from its own start token, not from the prompt, so the candidate is
+    tokenised on its own, which is also how training tokenises an answer (without the EOS that
+    closes it: a gold answer may continue after the scored text, e.g. ``"B: positive"``).
+    """
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"choice {text!r} tokenizes to nothing")
+    return ids
+
+
+def score_batch_seq2seq(
+    model: Any,
+    tokenizer: Any,
+    input_ids: Any,
+    attention_mask: Any,
+    texts: list[list[str]],
+    start_id: int,
+    pad_id: int,
+) -> list[list[float]]:
+    """Log-likelihood of every text of ``texts[i]`` as the decoder's output for encoder input
+    ``i`` (``input_ids``/``attention_mask``: the padded encoder batch).
+
+    The encoder runs once per prompt and its states are shared by all of that prompt's
+    candidates. When every candidate is one token, one decoder step from the start token scores
+    them all; otherwise each (prompt, candidate) pair is a decoder row (input: start token plus
+    the candidate without its last token, right-padded; causal attention makes the padding
+    invisible to the real positions) and a candidate's score is the sum of its tokens'
+    log-probabilities, i.e. ``-loss * len(candidate)`` of ``model(..., labels=candidate)``.
+    """
+    import torch
+    from transformers.modeling_outputs import BaseModelOutput
+
+    cands = [[seq2seq_candidate_ids(tokenizer, t) for t in ts] for ts in texts]
+    with torch.no_grad():
+        hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        device = hidden.device
+        if all(len(c) == 1 for cs in cands for c in cs):
+            start = torch.full((len(cands), 1), start_id, dtype=torch.long, device=device)
+            logits = model(
+                encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                attention_mask=attention_mask,
+                decoder_input_ids=start,
+                use_cache=False,
+            ).logits[:, 0, :]
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            return [[float(logp[i, c[0]]) for c in cs] for i, cs in enumerate(cands)]
+        rows = [i for i, cs in enumerate(cands) for _ in cs]
+        flat_cands = [c for cs in cands for c in cs]
+        width = max(len(c) for c in flat_cands)
+        dec = torch.full((len(flat_cands), width), pad_id, dtype=torch.long)
+        target = torch.zeros((len(flat_cands), width), dtype=torch.long)
+        for k, c in enumerate(flat_cands):
+            dec[k, : len(c)] = torch.tensor([start_id] + c[:-1], dtype=torch.long)
+            target[k, : len(c)] = torch.tensor(c, dtype=torch.long)
+        sel = torch.tensor(rows, dtype=torch.long, device=device)
+        logits = model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden.index_select(0, sel)),
+            attention_mask=attention_mask.index_select(0, sel),
+            decoder_input_ids=dec.to(device),
+            use_cache=False,
+        ).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        tok_lp = logp.gather(-1, target.to(device).unsqueeze(-1)).squeeze(-1)
+    flat = [float(tok_lp[k, : len(c)].sum()) for k, c in enumerate(flat_cands)]
+    out, k = [], 0
+    for cs in cands:
+        out.append(flat[k : k + len(cs)])
+        k += len(cs)
+    return out

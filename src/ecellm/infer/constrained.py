@@ -217,6 +217,10 @@ def decode(
     different numbers of tokens per pass, so each pass's chunk is left-padded with mask 0 and
     positions come from the mask's cumulative sum; a chunk is at most ``jump_tokens // rows``
     wide so padding stays cheap. Returns each row's new ids without EOS.
+
+    Causal LMs only: an encoder-decoder's decoder (T5) takes no position ids, so left-padded
+    chunks would shift its relative positions; the hf backend runs seq2seq models through
+    ``model.generate`` with this processor instead, which emits the same tokens one per step.
     """
     import torch
     from transformers import DynamicCache

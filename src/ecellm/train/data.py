@@ -153,7 +153,10 @@ def encode(
     """Token ids and completion-only labels (prompt tokens are IGNORE), EOS closing the target.
 
     The prompt is tokenized on its own, exactly as inference tokenizes it, so the model is trained
-    on the same token boundary it will see at prediction time.
+    on the same token boundary it will see at prediction time. With ``seq2seq`` the prompt is the
+    encoder input and the labels are only the answer + EOS (the decoder input is derived from
+    them by the collator); a sample whose prompt or answer exceeds ``cutoff`` is dropped and
+    counted, like a decoder-only sample whose prompt + answer does not fit.
     """
     stats = stats if stats is not None else EncodeStats()
     eos = tokenizer.eos_token_id
@@ -187,13 +190,23 @@ def encode(
     return out
 
 
-def check_cutoff(stats: EncodeStats, cutoff: int, *, what: str, file: str) -> None:
-    """Fail before training when the cutoff leaves nothing to learn from, with the numbers."""
+def check_cutoff(stats: EncodeStats, cutoff: int, *, what: str, file: str, seq2seq: bool = False) -> None:
+    """Fail before training when the cutoff leaves nothing to learn from, with the numbers.
+
+    A decoder-only sample needs prompt + answer tokens within the cutoff; a seq2seq sample needs
+    the prompt (encoder) and the answer (decoder) each within it.
+    """
     if stats.samples and stats.kept == 0:
-        need = min(p + t for p, t in zip(stats.prompt_tokens, stats.target_tokens, strict=True))
+        pairs = list(zip(stats.prompt_tokens, stats.target_tokens, strict=True))
+        if seq2seq:
+            need = min(max(p, t) for p, t in pairs)
+            fits = f"the shortest encoder/decoder pair needs {need} tokens"
+        else:
+            need = min(p + t for p, t in pairs)
+            fits = f"the shortest prompt+answer {need} tokens"
         raise InputError(
             f"cutoff_len={cutoff} drops every {what} sample: the shortest prompt is "
-            f"{min(stats.prompt_tokens)} tokens and the shortest prompt+answer {need} tokens; "
+            f"{min(stats.prompt_tokens)} tokens and {fits}; "
             f"raise cutoff_len to at least {need}",
             file=file,
             field="cutoff_len",

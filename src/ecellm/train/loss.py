@@ -5,6 +5,9 @@ causal LM still projects every position onto the whole vocabulary (49k columns f
 keeps those logits and their gradients in memory. Here the model is asked for logits only at the
 positions whose next token is a target (``logits_to_keep`` with explicit indices); the loss is
 the same cross-entropy over the same tokens, so the result equals the model's own loss.
+
+Encoder-decoder models get :func:`seq2seq_loss`: their decoder only ever sees the answer, so
+there is nothing to skip, but the normalisation must match the Trainer's accumulation.
 """
 
 from __future__ import annotations
@@ -43,8 +46,34 @@ def completion_loss(
     return total / denom
 
 
+def seq2seq_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
+    """Token cross-entropy of an encoder-decoder's answer tokens, normalised like
+    :func:`completion_loss` (sum / ``num_items_in_batch`` when given).
+
+    Why not the model's own loss: T5's ``forward`` takes ``**kwargs``, so the Trainer believes it
+    normalises by ``num_items_in_batch`` and skips its division by the gradient-accumulation
+    steps, but T5 returns a per-micro-batch mean; with accumulation the gradient (and the logged
+    loss) would be ``gradient_accumulation_steps`` times too large. Labels are the answer + EOS
+    (the encoder sees the prompt), so every non-ignored label is a target.
+    """
+    labels = inputs["labels"]
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    if "decoder_input_ids" not in forward:
+        forward["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
+    logits = model(**forward).logits
+    total = F.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE, reduction="sum"
+    )
+    denom = num_items_in_batch if num_items_in_batch is not None else (labels != IGNORE).sum()
+    if torch.is_tensor(denom):
+        denom = denom.to(total.device)
+    return total / denom
+
+
 def make_trainer_class() -> type:
-    """A ``Trainer`` whose causal-LM loss uses :func:`completion_loss` (seq2seq keeps the default)."""
+    """A ``Trainer`` whose training loss is :func:`completion_loss` for causal LMs (unless
+    ``_ecellm_stock_loss``) and :func:`seq2seq_loss` for encoder-decoders (``_ecellm_seq2seq``);
+    evaluation keeps the stock loss, a per-batch mean either way."""
     from transformers import Trainer
 
     class CompletionOnlyTrainer(Trainer):
@@ -55,9 +84,14 @@ def make_trainer_class() -> type:
             return_outputs: bool = False,
             num_items_in_batch: Any = None,
         ) -> Any:
-            if return_outputs or getattr(self, "_ecellm_stock_loss", False) or "labels" not in inputs:
+            if return_outputs or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            loss = completion_loss(model, inputs, num_items_in_batch)
+            if getattr(self, "_ecellm_seq2seq", False):
+                loss = seq2seq_loss(model, inputs, num_items_in_batch)
+            elif getattr(self, "_ecellm_stock_loss", False):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            else:
+                loss = completion_loss(model, inputs, num_items_in_batch)
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # mirror Trainer's cross-device token averaging
             return loss

@@ -110,7 +110,7 @@ def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepare
     tstats, vstats = EncodeStats(), EncodeStats()
     kw = {"template": cfg.template, "cutoff": cfg.cutoff_len, "seq2seq": seq2seq}
     train_rows = encode(train, tok, stats=tstats, **kw)
-    check_cutoff(tstats, cfg.cutoff_len, what="training", file=d.train)
+    check_cutoff(tstats, cfg.cutoff_len, what="training", file=d.train, seq2seq=seq2seq)
     val_rows = encode(val, tok, stats=vstats, **kw)
     stats = {
         "train": tstats.summary(),
@@ -242,6 +242,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         processing_class=p.tokenizer,
     )
     trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
+    trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
     t0 = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=p.resume)
     seconds = time.perf_counter() - t0
