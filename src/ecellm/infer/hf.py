@@ -59,11 +59,23 @@ def default_threads() -> int:
     if env and env.isdigit() and int(env) > 0:
         return int(env)
     cores = os.cpu_count() or 1
-    try:
-        busy = int(os.getloadavg()[0] + 0.5)
-    except OSError:
-        busy = 0
+    busy = int(busy_cores_elsewhere(cores) + 0.5)
     return max(1, min(cores, cores - busy))
+
+
+def busy_cores_elsewhere(cores: int, window_s: float = 0.25) -> float:
+    """Cores kept busy by *other* processes over a short window.
+
+    Not the load average: that also counts this process's own recent work (a quickstart that has
+    just trained on both cores would see a load of 2 and predict on one thread).
+    """
+    import psutil
+
+    me = psutil.Process()
+    me.cpu_percent(None), psutil.cpu_percent(None)
+    time.sleep(window_s)
+    total = psutil.cpu_percent(None) / 100 * cores
+    return max(0.0, total - me.cpu_percent(None) / 100)
 
 
 def set_threads(n: int | None = None) -> int:
