@@ -251,6 +251,37 @@ class HFBackend:
             c.latency_s = round(per, 6)
         return out
 
+    def _decoding(
+        self, batch: list[Request], width: int, constrained: bool, **config_kw: Any
+    ) -> tuple[Any, Any, Any, Any]:
+        """Logits processors, stopping criteria, the grammar processor (or None) and the greedy
+        generation config of one batch; ``width`` is the prompt length in the sequences that
+        generate() passes to processors and criteria."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        from ecellm.infer.constrained import GrammarProcessor
+        from ecellm.infer.grammars import make_grammar
+
+        tok = self.tokenizer
+        stop = tuple(sorted({s for r in batch for s in r.stop}))
+        processors, criteria, proc = LogitsProcessorList(), StoppingCriteriaList(), None
+        if constrained:
+            grammars = [make_grammar(r.constraint or "", r.constraint_args) for r in batch]
+            proc = GrammarProcessor(tok, grammars, width, [r.max_new_tokens for r in batch])
+            processors.append(proc)
+        elif stop:
+            criteria.append(_StopOnStrings(tok, width, stop))
+        config = GenerationConfig(
+            max_new_tokens=max(r.max_new_tokens for r in batch),
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=self._pad_id(),
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+            **config_kw,
+        )
+        return processors, criteria, proc, config
+
     def _pad_id(self) -> int:
         tok = self.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -302,13 +333,9 @@ class HFBackend:
         self, batch: list[Request], ids: list[list[int]], shared: SharedPrefix | None, *, constrained: bool
     ) -> list[Completion]:
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         from ecellm.infer.choice import _left_pad
-        from ecellm.infer.constrained import GrammarProcessor
-        from ecellm.infer.grammars import make_grammar
 
-        tok = self.tokenizer
         pad = self._pad_id()
         cache = None
         if shared is None:
@@ -323,29 +350,13 @@ class HFBackend:
             mask = torch.cat([shared.mask.to(suffix_mask.device), suffix_mask], dim=1)
             cache = shared.cache()
         width = input_ids.shape[1]
-        max_new = max(r.max_new_tokens for r in batch)
-        stop = tuple(sorted({s for r in batch for s in r.stop}))
-        processors, criteria, proc = LogitsProcessorList(), StoppingCriteriaList(), None
-        if constrained:
-            grammars = [make_grammar(r.constraint or "", r.constraint_args) for r in batch]
-            proc = GrammarProcessor(tok, grammars, width, [r.max_new_tokens for r in batch])
-            processors.append(proc)
-        elif stop:
-            criteria.append(_StopOnStrings(tok, width, stop))
-        config = GenerationConfig(
-            max_new_tokens=max_new,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=pad,
-            eos_token_id=tok.eos_token_id,
-            bos_token_id=tok.bos_token_id,
-        )
+        processors, criteria, proc, config = self._decoding(batch, width, constrained)
         if proc is not None:
             # jump-forward decoding: the grammar-fixed tokens cost no decode steps of their own
             from ecellm.infer.constrained import decode
 
             with torch.no_grad(), self._compute():
-                new = decode(self.model, input_ids, mask, cache, proc, max_new, pad)
+                new = decode(self.model, input_ids, mask, cache, proc, config.max_new_tokens, pad)
         else:
             # no_grad rather than inference_mode: autocast reuses its bf16 weight copies across
             # decode steps only outside inference mode (1.8x faster steps when autocasting)
@@ -431,31 +442,12 @@ class HFBackend:
                     self._pad_id(),
                 )
             return self._choice_completions(batch, ids, scores)
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
-        from ecellm.infer.constrained import GrammarProcessor
-        from ecellm.infer.grammars import make_grammar
-
-        tok = self.tokenizer
         constrained = mode == "constrained"
-        max_new = max(r.max_new_tokens for r in batch)
-        stop = tuple(sorted({s for r in batch for s in r.stop}))
-        processors, criteria, proc = LogitsProcessorList(), StoppingCriteriaList(), None
         # the decoder sequences generate() passes to processors and criteria begin with the start
         # token, so "the prompt" is one token long there
-        if constrained:
-            grammars = [make_grammar(r.constraint or "", r.constraint_args) for r in batch]
-            proc = GrammarProcessor(tok, grammars, 1, [r.max_new_tokens for r in batch])
-            processors.append(proc)
-        elif stop:
-            criteria.append(_StopOnStrings(tok, 1, stop))
-        config = GenerationConfig(
-            max_new_tokens=max_new,
-            do_sample=False,
-            num_beams=1,
-            pad_token_id=self._pad_id(),
-            eos_token_id=tok.eos_token_id,
-            decoder_start_token_id=self._decoder_start_id(),
+        processors, criteria, proc, config = self._decoding(
+            batch, 1, constrained, decoder_start_token_id=self._decoder_start_id()
         )
         with torch.no_grad(), self._compute():
             seqs = self.model.generate(
