@@ -95,6 +95,16 @@ def run_ecellm(loaded, samples: list[Sample], **kw) -> tuple[float, dict[str, st
     return elapsed, texts, {**info, **backend.prefix_stats}
 
 
+def figures(samples: list[Sample], seconds: float, invalid: dict[str, int]) -> dict:
+    """The JSON figures of one run."""
+    return {
+        "seconds": round(seconds, 2),
+        "samples_per_s": round(len(samples) / seconds, 3),
+        "invalid": sum(invalid.values()),
+        "invalid_by_task": dict(invalid),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=str(ROOT / "build" / "ecinstruct-lite"))
@@ -129,13 +139,7 @@ def main() -> None:
         kw["autocast"] = args.autocast
     ours_s, ours, info = run_ecellm(loaded, chosen, **kw)
     bad_ours = invalid_counts(chosen, ours)
-    result["ecellm"] = {
-        "seconds": round(ours_s, 2),
-        "samples_per_s": round(len(chosen) / ours_s, 3),
-        "invalid": sum(bad_ours.values()),
-        "invalid_by_task": dict(bad_ours),
-        "backend": info,
-    }
+    result["ecellm"] = {**figures(chosen, ours_s, bad_ours), "backend": info}
     print(
         f"ecellm:    {len(chosen) / ours_s:8.3f} samples/s ({ours_s:.1f} s), invalid "
         f"{sum(bad_ours.values())}/{len(chosen)} {dict(bad_ours)}; {info}"
@@ -143,12 +147,7 @@ def main() -> None:
     if not args.skip_reference:
         ref_s, ref = run_reference(loaded, chosen)
         bad_ref = invalid_counts(chosen, ref)
-        result["reference"] = {
-            "seconds": round(ref_s, 2),
-            "samples_per_s": round(len(chosen) / ref_s, 3),
-            "invalid": sum(bad_ref.values()),
-            "invalid_by_task": dict(bad_ref),
-        }
+        result["reference"] = figures(chosen, ref_s, bad_ref)
         result["speedup"] = round(ref_s / ours_s, 2)
         print(
             f"reference: {len(chosen) / ref_s:8.3f} samples/s ({ref_s:.1f} s), invalid "

@@ -199,51 +199,25 @@ def test_requests_infer_task_type_from_prompt_only() -> None:
     assert reqs[0].id == "shopbench-000000" and reqs[0].prompt == hidden[0].input_field
 
 
+def _score_cli(data: Path, preds: Path, out: Path) -> subprocess.CompletedProcess:
+    """``ecellm shopbench score`` in a fresh interpreter, as a user runs it."""
+    args = ["shopbench", "score", "--data", str(data), "--predictions", str(preds), "--output", str(out)]
+    return subprocess.run(
+        [sys.executable, "-m", "ecellm", *args], capture_output=True, text=True, check=False
+    )
+
+
 def test_cli_score_and_error(tmp_path: Path) -> None:
     data = tmp_path / "d.jsonl"
     data.write_text(
         "".join(line + "\n" for line in DATA.read_text(encoding="utf-8").splitlines()[:3]), encoding="utf-8"
     )
     out = tmp_path / "r.json"
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ecellm",
-            "shopbench",
-            "score",
-            "--data",
-            str(data),
-            "--predictions",
-            str(PREDS.parent / "predictions.jsonl"),
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = _score_cli(data, PREDS.parent / "predictions.jsonl", out)
     assert ok.returncode == 2 and "not in the data" in ok.stderr  # ids past the 3 records
     preds = tmp_path / "p.json"
     preds.write_text(json.dumps(["0", "3", "1"]), encoding="utf-8")
-    ok = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ecellm",
-            "shopbench",
-            "score",
-            "--data",
-            str(data),
-            "--predictions",
-            str(preds),
-            "--output",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = _score_cli(data, preds, out)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(out.read_text())["overall"]["task_mean"] == 1.0
     assert (tmp_path / "r.json.manifest.json").exists()

@@ -282,6 +282,26 @@ class HFBackend:
         )
         return processors, criteria, proc, config
 
+    def _greedy(
+        self, input_ids: Any, mask: Any, config: Any, processors: Any, criteria: Any, cache: Any = None
+    ) -> Any:
+        """``model.generate`` under the backend's numeric context.
+
+        no_grad rather than inference_mode: autocast reuses its bf16 weight copies across decode
+        steps only outside inference mode (1.8x faster steps when autocasting)."""
+        import torch
+
+        extra = {"cache": cache} if cache is not None else {}
+        with torch.no_grad(), self._compute():
+            return self.model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=criteria,
+                **extra,
+            )
+
     def _pad_id(self) -> int:
         tok = self.tokenizer
         return tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -358,17 +378,7 @@ class HFBackend:
             with torch.no_grad(), self._compute():
                 new = decode(self.model, input_ids, mask, cache, proc, config.max_new_tokens, pad)
         else:
-            # no_grad rather than inference_mode: autocast reuses its bf16 weight copies across
-            # decode steps only outside inference mode (1.8x faster steps when autocasting)
-            with torch.no_grad(), self._compute():
-                seqs = self.model.generate(
-                    input_ids=input_ids,
-                    attention_mask=mask,
-                    cache=cache,
-                    generation_config=config,
-                    logits_processor=processors,
-                    stopping_criteria=criteria,
-                )
+            seqs = self._greedy(input_ids, mask, config, processors, criteria, cache=cache)
             new = seqs[:, width:].tolist()
         return self._completions(batch, ids, new, proc, constrained=constrained)
 
@@ -418,7 +428,6 @@ class HFBackend:
 
     def _seq2seq(self, batch: list[Request], ids: list[list[int]], mode: str) -> list[Completion]:
         """One batch of an encoder-decoder model in ``mode`` (see the module docstring)."""
-        import torch
 
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt")
         input_ids = enc["input_ids"].to(self.model.device)
@@ -449,14 +458,7 @@ class HFBackend:
         processors, criteria, proc, config = self._decoding(
             batch, 1, constrained, decoder_start_token_id=self._decoder_start_id()
         )
-        with torch.no_grad(), self._compute():
-            seqs = self.model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                generation_config=config,
-                logits_processor=processors,
-                stopping_criteria=criteria,
-            )
+        seqs = self._greedy(input_ids, mask, config, processors, criteria)
         return self._completions(batch, ids, seqs[:, 1:].tolist(), proc, constrained=constrained)
 
 
