@@ -5,9 +5,12 @@ Reference procedure (as the eCeLLM inference script does it): a transformers
 no seed, 100 new tokens for every task, alpaca template, answer = text after ``### Response:``.
 ecellm: :class:`ecellm.infer.hf.HFBackend` with its defaults (batch 8, length-sorted, greedy,
 per-task budgets, choice scoring for closed answer sets, jump-forward constrained decoding for
-QPR/AVE, shared-prefix KV cache; ``--autocast``/``--no-share-prefix`` change those).
+QPR/AVE, shared-prefix KV cache, short-query attention and an in-place KV cache for decode steps;
+``--dtype``/``--autocast``/``--no-share-prefix`` change those).
 
-Both run the same model object on the same samples: ``--n`` test samples stratified by task
+Each side loads the model its own way (the reference in fp32 as the reference script does on a
+CPU; ecellm with ``--dtype``, default ``auto``: bf16 weights on CPUs with native bf16) and both run
+the same samples: ``--n`` test samples stratified by task
 (seeded) from the build's IND test split (``--data``), or the committed fixture when no build is
 there. Prints samples/s, the speed ratio and invalid-answer rates (strict parsers).
 
@@ -111,7 +114,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--dtype", default="auto", help="weights for both runs: auto (fp32 on CPU) or bfloat16")
+    ap.add_argument(
+        "--dtype", default="auto", help="ecellm's weights: auto (bf16 on CPUs with native bf16) or a dtype"
+    )
     ap.add_argument(
         "--autocast", default=None, help="ecellm only: auto (default), bfloat16 or off (fp32 throughout)"
     )
@@ -145,7 +150,8 @@ def main() -> None:
         f"{sum(bad_ours.values())}/{len(chosen)} {dict(bad_ours)}; {info}"
     )
     if not args.skip_reference:
-        ref_s, ref = run_reference(loaded, chosen)
+        del loaded
+        ref_s, ref = run_reference(load_model_and_tokenizer(args.model, dtype="float32"), chosen)
         bad_ref = invalid_counts(chosen, ref)
         result["reference"] = figures(chosen, ref_s, bad_ref)
         result["speedup"] = round(ref_s / ours_s, 2)

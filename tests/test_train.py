@@ -171,6 +171,12 @@ def test_train_writes_peft_adapter_and_resume_continues_at_the_same_step(tmp_pat
     info = json.loads((out / "ecellm_train.json").read_text())
     assert info["template"] == "alpaca" and info["stats"]["global_step"] == 4
     assert info["stats"]["train"]["dropped_target_cut"] == 0
+    # CPU defaults: eager attention, fast dropout in all 30 x 7 adapted projections; fp32 (auto)
+    assert info["stats"]["kernels"] == {
+        "attn_implementation": "eager",
+        "fast_lora_dropout_layers": 210,
+        "bf16_frozen_parameters": 0,
+    }
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "manifest.json"} <= {
         p.name for p in out.iterdir()
     }

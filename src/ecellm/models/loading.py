@@ -91,6 +91,43 @@ def is_seq2seq_config(config: Any) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX).
+
+    Without it oneDNN emulates bf16 and autocast would be slower than fp32, not faster.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        fn = getattr(cpu, probe, None)
+        try:
+            if fn is not None and fn():
+                return True
+        except RuntimeError:
+            continue
+    return False
+
+
+def auto_dtype(device: str, for_training: bool) -> Any:
+    """What ``dtype='auto'`` loads: bf16 on a GPU that supports it, and for inference on a CPU
+    that computes bf16 in hardware; fp32 otherwise (and for training on CPU, whose recipe keeps
+    fp32 master weights and decides per precision, see ``ecellm.train.model``).
+
+    Why bf16 for CPU inference: SmolLM2-135M on 200 mixed test samples (2 threads) ran 84 s with
+    bf16 weights against 99 s with fp32 weights under bf16 autocast, whose activations are cast
+    before every matmul and whose KV cache stays fp32; strict scores moved by at most 0.01 per
+    task (QPR NDCG 0.735 -> 0.745, AG BERTScore 0.430 -> 0.429). ``dtype='float32'`` opts out.
+    """
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device == "cpu" and not for_training and cpu_has_native_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
 def load_model_and_tokenizer(
     spec: str | ModelSource | None,
     *,
@@ -100,7 +137,7 @@ def load_model_and_tokenizer(
     trust_remote_code: bool = False,
     for_training: bool = False,
 ) -> LoadedModel:
-    """Load weights and tokenizer. ``dtype='auto'``: fp32 on CPU, bf16 on a GPU that supports it."""
+    """Load weights and tokenizer (``dtype='auto'``: see :func:`auto_dtype`)."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -111,12 +148,7 @@ def load_model_and_tokenizer(
             adapter, src = src.path, resolve_model(base)
     folder = materialize(src)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        torch_dtype = (
-            torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
-        )
-    else:
-        torch_dtype = getattr(torch, dtype)
+    torch_dtype = auto_dtype(device, for_training) if dtype == "auto" else getattr(torch, dtype)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except OSError as exc:

@@ -53,6 +53,10 @@ class LoraConfig(_Strict):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["auto"] = "auto"
     lm_head: bool = Field(default=True, description="also adapt the output projection (the paper does)")
+    fast_dropout: bool = Field(
+        default=True,
+        description="CPU: dropout masks from 16-bit uniforms (p rounded to 1/65536), 4x fewer random draws",
+    )
 
 
 class TrainConfig(_Strict):
@@ -89,6 +93,10 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     logging_steps: int = Field(default=10, ge=1)
     gradient_checkpointing: bool = False
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
+        default="auto",
+        description="auto: eager on CPU (its backward is faster there than SDPA's), else the model's default",
+    )
     target_only_logits: bool = Field(
         default=True, description="compute vocabulary logits only at answer tokens (same loss, less work)"
     )

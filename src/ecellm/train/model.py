@@ -117,6 +117,9 @@ def load_for_training(cfg: TrainConfig) -> Any:
     # A KV cache is useless in training, and transformers only honours packed position_ids
     # (block-diagonal attention) when no cache is passed.
     loaded.model.config.use_cache = False
+    attn = _attention(cfg)
+    if attn:
+        loaded.model.set_attn_implementation(attn)
     if cfg.method == "full":
         return loaded
     from peft import LoraConfig, TaskType, get_peft_model
@@ -130,4 +133,34 @@ def load_for_training(cfg: TrainConfig) -> Any:
         task_type=TaskType.SEQ_2_SEQ_LM if loaded.is_seq2seq else TaskType.CAUSAL_LM,
     )
     loaded.model = get_peft_model(loaded.model, lcfg)
+    _speed_ups(loaded.model, cfg)
     return loaded
+
+
+def _attention(cfg: TrainConfig) -> str | None:
+    """The attention kernel to train with (``None``: keep the model's default).
+
+    On CPU, eager attention is the default: with answer-only logits, fast dropout and bf16
+    autocast, a SmolLM2-135M LoRA step ran at 332 tokens/s with it and 263 with SDPA, whose
+    CPU backward kernel dominated (12% of the step). It keeps the T x T probabilities per layer
+    for the backward pass, which at cutoff 512 and micro-batch 4 is ~40 MB per layer.
+    """
+    import torch
+
+    if cfg.attn_implementation != "auto":
+        return cfg.attn_implementation
+    return None if torch.cuda.is_available() else "eager"
+
+
+def _speed_ups(model: Any, cfg: TrainConfig) -> None:
+    """CPU-only changes that leave the maths alone (see :mod:`ecellm.train.dropout`)."""
+    import torch
+
+    from ecellm.train.dropout import store_frozen_in_bf16, use_fast_lora_dropout
+
+    if torch.cuda.is_available():
+        return
+    if cfg.lora.fast_dropout:
+        use_fast_lora_dropout(model)
+    if cfg.precision == "bf16":  # CPU bf16 = autocast (see run._precision) over a bf16 frozen base
+        store_frozen_in_bf16(model)
