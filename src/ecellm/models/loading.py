@@ -32,6 +32,7 @@ class LoadedModel:
             "adapter": self.adapter,
             "seq2seq": self.is_seq2seq,
             "class": type(self.model).__name__,
+            "dtype": str(next(self.model.parameters()).dtype).replace("torch.", ""),
         }
 
 
