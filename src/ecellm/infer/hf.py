@@ -326,11 +326,7 @@ class HFBackend:
     ) -> list[Completion]:
         from ecellm.infer.choice import score_batch
 
-        texts = []
-        for r in batch:
-            if not r.choices:
-                raise ValueError(f"request {r.id}: choice mode needs choices")
-            texts.append(list(r.score_texts or r.choices))
+        texts = _choice_texts(batch)
         with self._compute():
             scores = score_batch(self.model, self.tokenizer, ids, [r.prompt for r in batch], texts, shared)
         return self._choice_completions(batch, ids, scores)
@@ -441,11 +437,7 @@ class HFBackend:
         if mode == "choice":
             from ecellm.infer.choice import score_batch_seq2seq
 
-            texts = []
-            for r in batch:
-                if not r.choices:
-                    raise ValueError(f"request {r.id}: choice mode needs choices")
-                texts.append(list(r.score_texts or r.choices))
+            texts = _choice_texts(batch)
             with self._compute():
                 scores = score_batch_seq2seq(
                     self.model,
@@ -466,6 +458,16 @@ class HFBackend:
         )
         seqs = self._greedy(input_ids, mask, config, processors, criteria)
         return self._completions(batch, ids, seqs[:, 1:].tolist(), proc, constrained=constrained)
+
+
+def _choice_texts(batch: list[Request]) -> list[list[str]]:
+    """The texts each choice request scores (``score_texts``, default its choices)."""
+    texts = []
+    for r in batch:
+        if not r.choices:
+            raise ValueError(f"request {r.id}: choice mode needs choices")
+        texts.append(list(r.score_texts or r.choices))
+    return texts
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> str:
