@@ -235,11 +235,10 @@ def decode(
     ``model.generate`` with this processor instead, which emits the same tokens one per step.
     """
     import torch
-    from transformers import DynamicCache
 
-    from ecellm.infer.kvcache import growing
+    from ecellm.infer.kvcache import decode_cache
 
-    cache = growing(cache if cache is not None else DynamicCache(config=model.config))
+    cache = decode_cache(model, cache)
     run = input_ids[:, cache.get_seq_length() :]
     mask = attention_mask
     rows = input_ids.shape[0]

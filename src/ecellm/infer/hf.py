@@ -290,14 +290,12 @@ class HFBackend:
         no_grad rather than inference_mode: autocast reuses its bf16 weight copies across decode
         steps only outside inference mode (1.8x faster steps when autocasting)."""
         import torch
-        from transformers import DynamicCache
 
-        from ecellm.infer.kvcache import growing
+        from ecellm.infer.kvcache import decode_cache
 
-        # a cache that grows in place instead of being concatenated at every step
-        extra = {}
-        if not self.is_seq2seq:  # an encoder-decoder keeps generate()'s own two-part cache
-            extra["cache"] = growing(cache if cache is not None else DynamicCache(config=self.model.config))
+        # a cache that grows in place instead of being concatenated at every step; an
+        # encoder-decoder keeps generate()'s own two-part cache
+        extra = {} if self.is_seq2seq else {"cache": decode_cache(self.model, cache)}
         with torch.no_grad(), self._compute():
             return self.model.generate(
                 input_ids=input_ids,

@@ -63,6 +63,14 @@ class GrowingLayer(DynamicLayer):
         self._kbuf, self._vbuf = kbuf, vbuf
 
 
+def decode_cache(model: Any, cache: Any = None) -> Any:
+    """The cache a decode loop should use: ``cache`` (e.g. a shared prefix's) or a fresh one laid
+    out per ``model.config`` (sliding-window layers stay as they are), growing in place."""
+    from transformers import DynamicCache
+
+    return growing(cache if cache is not None else DynamicCache(config=model.config))
+
+
 def growing(cache: Any) -> Any:
     """Make a ``DynamicCache``'s plain layers (and the ones it creates later) grow in place;
     returns the same cache. Other layer kinds (sliding windows, quantized) are left alone."""

@@ -17,8 +17,6 @@ bf16 LoRA on a GPU does; adapters and their optimizer state stay fp32.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -87,15 +85,3 @@ def store_frozen_in_bf16(model: nn.Module) -> int:
         param.data = param.data.to(torch.bfloat16)
         cast += 1
     return cast
-
-
-def describe(model: Any) -> dict[str, Any]:
-    """Attention kernel and what this module changed, for the training statistics."""
-    fast = sum(1 for m in model.modules() if isinstance(m, FastDropout))
-    bf16 = sum(1 for p in model.parameters() if not p.requires_grad and p.dtype == torch.bfloat16)
-    config = getattr(model, "config", None)
-    return {
-        "attn_implementation": getattr(config, "_attn_implementation", None),
-        "fast_lora_dropout_layers": fast,
-        "bf16_frozen_parameters": bf16,
-    }

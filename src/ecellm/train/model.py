@@ -153,7 +153,8 @@ def _attention(cfg: TrainConfig) -> str | None:
 
 
 def _speed_ups(model: Any, cfg: TrainConfig) -> None:
-    """CPU-only changes that leave the maths alone (see :mod:`ecellm.train.dropout`)."""
+    """CPU-only speed-ups (see :mod:`ecellm.train.dropout`): the same dropout distribution with
+    ``p`` rounded to 1/65536, and a bf16 frozen base under bf16 autocast."""
     import torch
 
     from ecellm.train.dropout import store_frozen_in_bf16, use_fast_lora_dropout
@@ -164,3 +165,18 @@ def _speed_ups(model: Any, cfg: TrainConfig) -> None:
         use_fast_lora_dropout(model)
     if cfg.precision == "bf16":  # CPU bf16 = autocast (see run._precision) over a bf16 frozen base
         store_frozen_in_bf16(model)
+
+
+def kernels(model: Any) -> dict[str, Any]:
+    """The attention kernel and CPU speed-ups a prepared model trains with, for its statistics."""
+    import torch
+
+    from ecellm.train.dropout import FastDropout
+
+    return {
+        "attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),
+        "fast_lora_dropout_layers": sum(1 for m in model.modules() if isinstance(m, FastDropout)),
+        "bf16_frozen_parameters": sum(
+            1 for p in model.parameters() if not p.requires_grad and p.dtype == torch.bfloat16
+        ),
+    }

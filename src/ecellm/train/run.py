@@ -223,14 +223,13 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     from transformers import set_seed
 
     from ecellm.train.card import write_outputs
-    from ecellm.train.dropout import describe as describe_kernels
     from ecellm.train.loss import make_trainer_class
-    from ecellm.train.model import load_for_training
+    from ecellm.train.model import kernels, load_for_training
 
     p = prepare(config, overrides)
     set_seed(p.cfg.seed)
     loaded = load_for_training(p.cfg)
-    p.stats["kernels"] = describe_kernels(loaded.model)
+    p.stats["kernels"] = kernels(loaded.model)
     if p.cfg.batching == "packed" and p.seq2seq:
         p.stats["batching_note"] = "packing is for decoder-only models; seq2seq batches are padded"
     _skip_embedding_copies(loaded.model)
