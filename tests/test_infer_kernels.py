@@ -1,5 +1,6 @@
 """Decode-step kernels: short-query attention equals SDPA; the in-place KV cache equals
-DynamicCache; ``dtype='auto'`` loads bf16 for CPU inference only where the CPU has bf16."""
+DynamicCache; prepacked bf16 linear layers equal ``F.linear``; the constrained loop's chunk width;
+``dtype='auto'`` loads bf16 for CPU inference only where the CPU has bf16."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 
 from ecellm.infer.attention import SHORT_QUERY, attention_forward, short_query_attention
+from ecellm.infer.constrained import chunk_width
 from ecellm.infer.kvcache import SPARE, GrowingLayer, growing
+from ecellm.infer.packed import packed_linears, supported
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -71,9 +74,11 @@ def test_growing_layer_matches_dynamic_layer_through_growth_crop_and_batch_selec
             grown.crop(-2)
     plain.batch_select_indices(torch.tensor([1]))
     grown.batch_select_indices(torch.tensor([1]))
+    kept = grown._kbuf.data_ptr()
     k, v = torch.randn(1, 3, 2, 4), torch.randn(1, 3, 2, 4)
     a, b = plain.update(k, v), grown.update(k, v)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert grown._kbuf.data_ptr() == kept  # the selection kept its room: no reallocation
     assert grown.get_seq_length() == plain.get_seq_length() == 7 + 1 + 1 + 3 - 2 + SPARE + 5 + 1 + 2
 
 
@@ -107,3 +112,85 @@ def test_auto_dtype_is_bf16_for_cpu_inference_only_with_native_bf16(monkeypatch)
     assert loading.auto_dtype("cpu", for_training=True) == torch.float32
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
     assert loading.auto_dtype("cpu", for_training=False) == torch.float32
+
+
+def _bf16_layers() -> torch.nn.Module:
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(32, 48), torch.nn.ReLU(), torch.nn.Linear(48, 16, bias=False))
+    return net.to(torch.bfloat16)
+
+
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_packed_linears_equal_plain_linear_and_are_removed_afterwards():
+    net = _bf16_layers()
+    x = torch.randn(3, 5, 32).to(torch.bfloat16)
+    with torch.no_grad():
+        want = net(x)
+        with packed_linears(net) as count:
+            assert count == 2
+            assert all("forward" in m.__dict__ for m in (net[0], net[2]))
+            got = net(x)
+    assert torch.allclose(got.float(), want.float(), atol=1e-2, rtol=1e-2)
+    assert not any("forward" in m.__dict__ for m in net.modules())
+
+
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_packed_linears_fall_back_to_plain_linear_under_autograd():
+    net = _bf16_layers()
+    x = torch.randn(4, 32).to(torch.bfloat16).requires_grad_()
+    with packed_linears(net):
+        net(x).float().sum().backward()  # the packed op has no backward: F.linear must run
+    assert x.grad is not None and net[0].weight.grad is not None
+
+
+def test_packed_linears_leave_fp32_models_alone():
+    net = _bf16_layers().float()
+    with packed_linears(net) as count:
+        assert count == 0
+        assert not any("forward" in m.__dict__ for m in net.modules())
+
+
+def test_chunk_width_trades_passes_against_padding():
+    # 4 rows, one with a 15-token jump-forward chunk, a pass worth 45 positions:
+    # w=1 costs (45 + 4*1) / 4 fed = 12.25 per token, w=15 costs (45 + 4*15) / (3 + 15) = 5.83
+    assert chunk_width([1, 1, 1, 15], rows=4, pass_cost=45) == 15
+    # 16 rows: w=1 costs (45 + 16) / 16 = 3.81, w=15 costs (45 + 240) / 30 = 9.5
+    assert chunk_width([1] * 15 + [15], rows=16, pass_cost=45) == 1
+    # where extra positions are nearly free (accelerators), the long chunk goes in as few passes as
+    # the cap allows (128 // 16 live rows = 8 positions)
+    assert chunk_width([1] * 15 + [15], rows=16, pass_cost=1000) == 8
+    # w=1: 49/4 = 12.25, w=2: 53/7 = 7.57, w=3: 57/9 = 6.33, w=6: 69/12 = 5.75
+    assert chunk_width([1, 2, 3, 6], rows=4, pass_cost=45) == 6
+    # finished rows (empty queues) do not count as fed; the cap (8 // 2 live rows) bounds the width
+    assert chunk_width([0, 0, 5, 9], rows=4, pass_cost=45, cap=8) == 4
+    assert chunk_width([0, 0], rows=2, pass_cost=45) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch):
+    """The hf backend packs a bf16 model's linear layers for a run: same choice scores and
+    constrained texts as plain ``F.linear``, and the model is left unpacked afterwards."""
+    import copy
+    import dataclasses
+    from pathlib import Path
+
+    import ecellm.infer.packed as packed
+    from ecellm.data.loaders import load_samples
+    from ecellm.infer.hf import HFBackend
+    from ecellm.infer.predict import make_requests
+
+    monkeypatch.setenv("ECELLM_THREADS", "1")
+    fixture = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+    samples = [s for s in load_samples(fixture) if s.task in ("PSI", "SA", "QPR")][:6]
+    loaded = dataclasses.replace(smollm2, model=copy.deepcopy(smollm2.model).to(torch.bfloat16))
+    backend = HFBackend(loaded, batch_size=4)
+    assert backend.describe()["packed_linear_layers"] == 30 * 7 + 1  # 7 per layer + the LM head
+    reqs = make_requests(backend, samples)
+    assert {r.mode for r in reqs} == {"choice", "constrained"}
+    runs = []
+    for use in (True, False):
+        monkeypatch.setattr(packed, "_SUPPORTED", use)
+        runs.append({c.id: (c.text, c.choice_logprobs) for c in backend.run(reqs)})
+        assert not any("forward" in m.__dict__ for m in loaded.model.modules())
+    assert runs[0] == runs[1]

@@ -26,11 +26,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 from ecellm.infer.attention import short_query_attention
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.packed import packable, packed_linears
 from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel, cpu_has_native_bf16
 from ecellm.prompts import STOP_STRINGS, extract_response
@@ -161,6 +162,7 @@ class HFBackend:
             "threads": self.threads,
             "share_prefix": self.share_prefix,
             "autocast": str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else None,
+            "packed_linear_layers": len(packable(self.model)),
             "device": str(self.model.device),
             "model": self.loaded.describe(),
         }
@@ -183,7 +185,11 @@ class HFBackend:
     # -- the Backend interface ----------------------------------------------------------------
     def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
         # short-query attention for decode steps on CPU (see ecellm.infer.attention); sdpa after
-        with nullcontext() if self.is_seq2seq else short_query_attention(self.model):
+        # and prepacked bf16 linear weights on CPU (see ecellm.infer.packed)
+        with ExitStack() as stack:
+            if not self.is_seq2seq:
+                stack.enter_context(short_query_attention(self.model))
+            stack.enter_context(packed_linears(self.model))
             yield from self._run(requests)
 
     def _run(self, requests: Iterable[Request]) -> Iterator[Completion]:

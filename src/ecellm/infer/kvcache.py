@@ -5,7 +5,14 @@ every layer at every step. With 8 rows of 700-token AVE prompts that is ~200 MB 
 decode pass over 30 layers, a tenth of constrained decoding time. :class:`GrowingLayer` keeps
 its keys and values as views into buffers with spare room and writes new positions in place;
 buffers are reallocated (one copy) only when the room runs out. Everything else about
-``DynamicLayer`` (lengths, masks, cropping, batch selection) is unchanged.
+``DynamicLayer`` (lengths, masks, cropping, batch selection) is unchanged; a batch selection
+keeps the room.
+
+Keys are stored transposed, ``(batch, heads, dim, room)``, and exposed as the transposed view,
+so ``keys.transpose(-1, -2)`` (what attention multiplies by) is a plain row-major slice. With the
+usual layout a bf16 ``q @ k^T`` on a sliced buffer made PyTorch copy and transpose the keys
+first: 0.93 ms against 0.36 ms for 16 rows x 700 positions, and in AVE decoding the attention
+time fell from 8.2 to 6.8 s.
 """
 
 from __future__ import annotations
@@ -29,20 +36,31 @@ class GrowingLayer(DynamicLayer):
         n, new = self.get_seq_length(), key_states.shape[-2]
         if not self._room_for(key_states, value_states, n + new):
             self._reallocate(key_states, value_states, n, n + new + SPARE)
-        self._kbuf[:, :, n : n + new] = key_states
+        self._kbuf[..., n : n + new] = key_states.transpose(-1, -2)
         self._vbuf[:, :, n : n + new] = value_states
-        self.keys = self._kbuf[:, :, : n + new]
+        self.keys = self._kbuf[..., : n + new].transpose(-1, -2)
         self.values = self._vbuf[:, :, : n + new]
         return self.keys, self.values
+
+    def batch_select_indices(self, indices: Any) -> None:
+        """Keep the rows ``indices``, room included, so the next update needs no reallocation."""
+        if self.get_seq_length() == 0 or not self._room_for(self.keys, self.values, 0):
+            super().batch_select_indices(indices)
+            return
+        n = self.get_seq_length()
+        self._kbuf = self._kbuf.index_select(0, indices)
+        self._vbuf = self._vbuf.index_select(0, indices)
+        self.keys = self._kbuf[..., :n].transpose(-1, -2)
+        self.values = self._vbuf[:, :, :n]
 
     def _room_for(self, key_states: Any, value_states: Any, length: int) -> bool:
         """True when the buffers still back ``keys``/``values`` (a crop keeps them, a batch
         selection does not) and have room for ``length`` positions of these shapes."""
         kb, vb = self._kbuf, self._vbuf
-        if kb is None or vb is None or length > kb.shape[-2]:
+        if kb is None or vb is None or length > vb.shape[-2]:
             return False
         same = (
-            kb.shape[:2] == key_states.shape[:2]
+            kb.shape[:3] == key_states.transpose(-1, -2).shape[:3]
             and vb.shape[:2] == value_states.shape[:2]
             and kb.dtype == key_states.dtype
             and vb.dtype == value_states.dtype
@@ -55,10 +73,10 @@ class GrowingLayer(DynamicLayer):
     def _reallocate(self, key_states: Any, value_states: Any, n: int, capacity: int) -> None:
         b, h, _, dk = key_states.shape
         dv = value_states.shape[-1]
-        kbuf = key_states.new_empty((b, h, capacity, dk))
+        kbuf = key_states.new_empty((b, h, dk, capacity))
         vbuf = value_states.new_empty((b, value_states.shape[1], capacity, dv))
         if n:
-            kbuf[:, :, :n] = self.keys
+            kbuf[..., :n] = self.keys.transpose(-1, -2)
             vbuf[:, :, :n] = self.values
         self._kbuf, self._vbuf = kbuf, vbuf
 
