@@ -43,6 +43,27 @@ def test_short_query_attention_equals_sdpa(q_len):
     assert torch.allclose(ours, ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("q_len", [SHORT_QUERY + 1, 70, 150])
+@pytest.mark.parametrize("causal", [True, False])
+def test_chunked_prefill_attention_equals_sdpa(q_len, causal):
+    """Long queries run in chunks against the keys up to each chunk's end; a mask that shows a
+    chunk later keys (not causal) must make it keep every key."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(num_key_value_groups=3, training=False, is_causal=True)
+    kv_len = q_len + 20  # 20 cached (prefix) positions before the queries
+    q = torch.randn(2, 9, q_len, 16)
+    k, v = torch.randn(2, 3, kv_len, 16), torch.randn(2, 3, kv_len, 16)
+    mask = _mask(2, q_len, kv_len, [0, 7])
+    if not causal:
+        mask[:, :, :, -1] = True
+    ours, _ = attention_forward(module, q, k, v, mask, scaling=0.25)
+    ref, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=0.25)
+    assert ours.shape == ref.shape == (2, q_len, 9, 16)
+    assert torch.allclose(ours, ref, atol=1e-5)
+
+
 def test_short_query_attention_survives_a_query_row_with_nothing_to_attend():
     module = SimpleNamespace(num_key_value_groups=1, training=False)
     q, k, v = torch.randn(1, 2, 2, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)

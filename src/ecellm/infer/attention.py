@@ -7,9 +7,11 @@ every key/value head ``num_key_value_groups`` times first. In constrained AVE/QP
 kernel was a fifth of the run time.
 
 :func:`attention_forward` computes those short-query cases with grouped-query matmuls (each
-key/value head serves its group of query heads without a copy; softmax in fp32) and hands
-everything else (prefill, training, dropout, no mask with several queries) to transformers' own
-SDPA function, so it is a drop-in for ``sdpa`` and gives the same outputs up to float rounding.
+key/value head serves its group of query heads without a copy; softmax in fp32). Long queries
+(prefill) with a boolean mask go to PyTorch's SDPA in query chunks that skip the causally hidden
+keys (:func:`_chunked_prefill`). Everything else (training, dropout, no mask with several
+queries) goes to transformers' own SDPA function, so it is a drop-in for ``sdpa`` and gives the
+same outputs up to float rounding.
 It is registered as attention implementation :data:`NAME` with SDPA's mask builder; the hf
 backend switches a CPU model to it for the duration of a run (:func:`short_query_attention`).
 """
@@ -21,7 +23,8 @@ from contextlib import contextmanager
 from typing import Any
 
 NAME = "ecellm_sdpa"
-SHORT_QUERY = 32  # longer queries (prefill) go to the SDPA kernel, which is good at them
+SHORT_QUERY = 32  # longer queries (prefill) go to SDPA, in chunks (see _chunked_prefill)
+PREFILL_CHUNK = 64
 
 
 def attention_forward(
@@ -53,6 +56,8 @@ def attention_forward(
         and (attention_mask is None or attention_mask.dtype == torch.bool)
         and key.shape[-1] == value.shape[-1] == query.shape[-1]
     )
+    if not simple and _long_query_ok(module, query, key, value, attention_mask, dropout, kwargs):
+        return _chunked_prefill(query, key, value, attention_mask, scaling), None
     if not simple:
         return sdpa_attention_forward(
             module,
@@ -82,6 +87,62 @@ def attention_forward(
     out = torch.matmul(probs.view(batch, kv_heads, groups * q_len, kv_len), value)
     out = out.view(batch, heads, q_len, dim).transpose(1, 2).contiguous()
     return out, None
+
+
+def _long_query_ok(
+    module: Any, query: Any, key: Any, value: Any, mask: Any, dropout: float, kwargs: dict[str, Any]
+) -> bool:
+    """Whether :func:`_chunked_prefill` may run this call (CPU inference with a boolean mask)."""
+    import torch
+
+    return (
+        query.device.type == "cpu"
+        and query.shape[2] > SHORT_QUERY
+        and not dropout
+        and not getattr(module, "training", False)
+        and mask is not None
+        and mask.dtype == torch.bool
+        and all(kwargs.get(k) is None for k in ("position_bias", "softcap", "sinks"))
+        and key.shape[-1] == value.shape[-1] == query.shape[-1]
+        and query.shape[1] % key.shape[1] == 0
+    )
+
+
+def _chunked_prefill(query: Any, key: Any, value: Any, mask: Any, scaling: float | None) -> Any:
+    """Prefill attention in query chunks of :data:`PREFILL_CHUNK`, each against only the keys up
+    to its last query's position.
+
+    Why: with an explicit mask (left padding, a shared prefix) SDPA's CPU kernel cannot skip the
+    causally hidden half of the score matrix, and transformers copies each key/value head once
+    per query head of its group. Chunking skips the hidden keys (the mask is checked, not
+    assumed: a chunk with a visible key beyond its end keeps all keys) and ``enable_gqa`` drops
+    the copies: 8 rows x 300 queries x 360 keys took 15 ms instead of 25 ms.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    q_len, kv_len = query.shape[2], key.shape[2]
+    mask = mask[..., -kv_len:]
+    gqa = query.shape[1] != key.shape[1]
+    outs = []
+    for a in range(0, q_len, PREFILL_CHUNK):
+        e = min(q_len, a + PREFILL_CHUNK)
+        end = kv_len - q_len + e  # keys at or before the chunk's last query position
+        chunk_mask = mask[..., a:e, :]
+        if end < kv_len and bool(chunk_mask[..., end:].any()):
+            end = kv_len
+        outs.append(
+            F.scaled_dot_product_attention(
+                query[:, :, a:e],
+                key[:, :, :end],
+                value[:, :, :end],
+                attn_mask=chunk_mask[..., :end],
+                scale=scaling,
+                enable_gqa=gqa,
+            )
+        )
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)
+    return out.transpose(1, 2).contiguous()
 
 
 def register() -> str:
