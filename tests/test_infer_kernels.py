@@ -13,7 +13,7 @@ import torch
 from ecellm.infer.attention import SHORT_QUERY, attention_forward, short_query_attention
 from ecellm.infer.constrained import chunk_width
 from ecellm.infer.kvcache import SPARE, GrowingLayer, growing
-from ecellm.infer.packed import packed_linears, supported
+from ecellm.models.packed import packed_linears, supported
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -196,7 +196,7 @@ def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch
     import dataclasses
     from pathlib import Path
 
-    import ecellm.infer.packed as packed
+    import ecellm.models.packed as packed
     from ecellm.data.loaders import load_samples
     from ecellm.infer.hf import HFBackend
     from ecellm.infer.predict import make_requests

@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from ecellm.models.packed import packed_frozen_linears, supported
 from ecellm.train.dropout import FastDropout, store_frozen_in_bf16, use_fast_lora_dropout
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -91,6 +92,40 @@ def test_fast_dropout_replaces_every_lora_dropout_and_trains():
     loss.backward()
     grads = [p.grad for n, p in model.named_parameters() if "lora_A" in n]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_packed_frozen_base_gives_the_same_loss_and_adapter_gradients():
+    model = _tiny_peft_model().train()
+    store_frozen_in_bf16(model)
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0  # the two passes must see the same network
+    ids = torch.tensor([[1, 5, 9, 13, 2, 7], [3, 4, 8, 2, 6, 1]])
+
+    def loss_and_grads() -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    plain_loss, plain = loss_and_grads()
+    with packed_frozen_linears(model) as count:
+        assert count == 2 * 7 + 1  # every frozen projection and the head's base layer
+        packed_loss, packed = loss_and_grads()
+    assert not any("forward" in m.__dict__ for m in model.modules())
+    assert packed_loss == pytest.approx(plain_loss, rel=1e-3)
+    assert plain.keys() == packed.keys() and len(plain) == 2 * (2 * 7 + 1)
+    for name, grad in plain.items():
+        scale = grad.abs().max().item() or 1.0
+        assert torch.allclose(packed[name], grad, atol=0.02 * scale), name
+
+
+def test_packed_frozen_base_skips_trainable_and_fp32_layers():
+    model = _tiny_peft_model()  # fp32 base: nothing to pack
+    with packed_frozen_linears(model) as count:
+        assert count == 0
 
 
 @pytest.mark.slow

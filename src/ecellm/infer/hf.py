@@ -31,7 +31,7 @@ from typing import Any
 
 from ecellm.infer.attention import short_query_attention
 from ecellm.infer.base import Completion, Request
-from ecellm.infer.packed import packable, packed_linears
+from ecellm.models.packed import packable, packed_linears
 from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel, cpu_has_native_bf16
 from ecellm.prompts import STOP_STRINGS, extract_response
@@ -185,7 +185,7 @@ class HFBackend:
     # -- the Backend interface ----------------------------------------------------------------
     def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
         # short-query attention for decode steps on CPU (see ecellm.infer.attention); sdpa after
-        # and prepacked bf16 linear weights on CPU (see ecellm.infer.packed)
+        # and prepacked bf16 linear weights on CPU (see ecellm.models.packed)
         with ExitStack() as stack:
             if not self.is_seq2seq:
                 stack.enter_context(short_query_attention(self.model))

@@ -100,6 +100,10 @@ class TrainConfig(_Strict):
     target_only_logits: bool = Field(
         default=True, description="compute vocabulary logits only at answer tokens (same loss, less work)"
     )
+    packed_weights: bool = Field(
+        default=True,
+        description="CPU bf16: the frozen base's linear layers run on oneDNN-packed weights (same results)",
+    )
 
 
 def _parse_value(text: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
 
     from ecellm.train.card import write_outputs
     from ecellm.train.loss import make_trainer_class
+    from ecellm.models.packed import packed_frozen_linears
     from ecellm.train.model import kernels, load_for_training
 
     p = prepare(config, overrides)
@@ -244,9 +246,12 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     )
     trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
     trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
-    t0 = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=p.resume)
-    seconds = time.perf_counter() - t0
+    # the frozen bf16 base on packed weights for the length of training only (see ecellm.models.packed)
+    with packed_frozen_linears(loaded.model) if p.cfg.packed_weights else nullcontext(0) as packed:
+        p.stats["kernels"]["packed_frozen_linear_layers"] = packed
+        t0 = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=p.resume)
+        seconds = time.perf_counter() - t0
     out = Path(p.cfg.output_dir)
     run_stats = {
         "global_step": trainer.state.global_step,

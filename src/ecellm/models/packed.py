@@ -102,3 +102,69 @@ def packed_linears(model: Any) -> Iterator[int]:
     finally:
         for m in layers:
             del m.forward  # back to nn.Linear.forward
+
+
+def _frozen_linear_fn() -> Any:
+    """An autograd function for a frozen linear layer on packed weights: the forward multiplies by
+    the packed weight, the backward by the packed transposed weight (the input's gradient only;
+    a frozen layer has no weight gradient)."""
+    import torch
+
+    class FrozenPackedLinear(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any, packed: Any, packed_t: Any, bias: Any) -> Any:
+            ctx.packed_t = packed_t
+            return _linear(x, packed, bias)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return _linear(grad.to(torch.bfloat16), ctx.packed_t, None), None, None, None
+
+    return FrozenPackedLinear
+
+
+def _training_forward(module: Any, packed: Any, packed_t: Any, fn: Any) -> Any:
+    """A forward for a frozen bf16 ``module`` in training: packed under bf16 inputs or CPU bf16
+    autocast (which would cast the input to bf16 anyway), ``F.linear`` otherwise."""
+    import torch
+    import torch.nn.functional as F
+
+    def forward(x: Any) -> Any:
+        if x.device.type != "cpu":
+            return F.linear(x, module.weight, module.bias)
+        if x.dtype != torch.bfloat16:
+            if not (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+                return F.linear(x, module.weight, module.bias)
+            x = x.to(torch.bfloat16)
+        if torch.is_grad_enabled() and x.requires_grad:
+            return fn.apply(x, packed, packed_t, module.bias)
+        return _linear(x, packed, module.bias)
+
+    return forward
+
+
+@contextmanager
+def packed_frozen_linears(model: Any) -> Iterator[int]:
+    """Inside the block, the frozen bf16 ``nn.Linear`` layers of a CPU ``model`` (a LoRA base)
+    run forward and backward on prepacked weights; yields how many.
+
+    The base stays frozen for the whole block: the packed copies would not see a weight update
+    or a LoRA merge, which is why this is a block and not a permanent change. Costs two packed
+    copies of those weights in memory (the weight and its transpose)."""
+    import torch
+
+    layers = [m for m in packable(model) if not any(p.requires_grad for p in m.parameters())]
+    if not layers:
+        yield 0
+        return
+    fn = _frozen_linear_fn()
+    with torch.no_grad():
+        for m in layers:
+            packed = torch.ops.mkldnn._reorder_linear_weight(m.weight, PACK_ROWS_HINT)
+            packed_t = torch.ops.mkldnn._reorder_linear_weight(m.weight.t().contiguous(), PACK_ROWS_HINT)
+            m.forward = _training_forward(m, packed, packed_t, fn)
+    try:
+        yield len(layers)
+    finally:
+        for m in layers:
+            del m.forward
