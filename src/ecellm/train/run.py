@@ -223,9 +223,9 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     """
     from transformers import set_seed
 
+    from ecellm.models.packed import packed_frozen_linears
     from ecellm.train.card import write_outputs
     from ecellm.train.loss import make_trainer_class
-    from ecellm.models.packed import packed_frozen_linears
     from ecellm.train.model import kernels, load_for_training
 
     p = prepare(config, overrides)
