@@ -1,4 +1,4 @@
-"""Prepacked bf16 linear layers for CPU inference (oneDNN).
+"""Prepacked bf16 linear layers on CPU (oneDNN), for inference and for a frozen LoRA base.
 
 Why: ``torch.nn.functional.linear`` with bf16 weights on CPU hands oneDNN a plain row-major
 weight, which it re-lays out for its kernel on every call. A decode step with a few rows is
@@ -7,19 +7,20 @@ bound by reading the weights, and that extra pass over them halved the speed: on
 packed once in oneDNN's layout, and a 2400-row prefill 14.0 ms against 10.6 ms; the outputs were
 bit-identical. Packing is what PyTorch's own compiler does for frozen CPU graphs
 (``torch.ops.mkldnn._reorder_linear_weight`` / ``_linear_pointwise``); here it is applied
-eagerly, for the length of an inference run, without compiling anything.
+eagerly, for the length of a run, without compiling anything.
 
-:func:`packed_linears` packs every bf16 ``nn.Linear`` of a CPU model (PEFT's LoRA layers wrap
-plain ``nn.Linear`` modules, so adapters work too) and restores the modules afterwards. The
-packed forward is used only without autograd and for bf16 inputs; anything else runs the usual
-``F.linear`` on the unchanged weight. Where the oneDNN ops are missing or disagree with
-``F.linear`` on a probe, nothing is packed.
+:func:`packed_linears` (inference) packs every bf16 ``nn.Linear`` of a CPU model (PEFT's LoRA
+layers wrap plain ``nn.Linear`` modules, so adapters work too); its forward is used only without
+autograd and for bf16 inputs. :func:`packed_frozen_linears` (training) packs the frozen ones and
+their transposes, so the input gradient runs on packed weights too. Both restore the modules
+afterwards; anything they do not cover runs the usual ``F.linear`` on the unchanged weight.
+Where the oneDNN ops are missing or disagree with ``F.linear`` on a probe, nothing is packed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 # oneDNN picks its blocked layout for this many rows; the layout chosen for 256 rows was as
@@ -46,7 +47,7 @@ def _probe() -> bool:
         w = torch.randn(48, 32, generator=gen).to(torch.bfloat16)
         b = torch.randn(48, generator=gen).to(torch.bfloat16)
         x = torch.randn(2, 3, 32, generator=gen).to(torch.bfloat16)
-        got = _linear(x, torch.ops.mkldnn._reorder_linear_weight(w, PACK_ROWS_HINT), b)
+        got = _linear(x, _pack(w), b)
         want = torch.nn.functional.linear(x, w, b)
         return got.shape == want.shape and torch.allclose(got.float(), want.float(), atol=0.05, rtol=0.02)
     except Exception:  # an op missing from this build, or refusing bf16: plain linear it is
@@ -84,24 +85,31 @@ def packable(model: Any) -> list[Any]:
     return layers if layers and supported() else []
 
 
-@contextmanager
-def packed_linears(model: Any) -> Iterator[int]:
-    """Inside the block, the bf16 ``nn.Linear`` layers of a CPU ``model`` run on prepacked
-    weights; yields how many were packed (0: unsupported build, other device or dtype)."""
+def _pack(weight: Any) -> Any:
     import torch
 
-    layers = packable(model)
-    if not layers:
-        yield 0
-        return
-    with torch.no_grad():
-        for m in layers:
-            m.forward = _forward(m, torch.ops.mkldnn._reorder_linear_weight(m.weight, PACK_ROWS_HINT))
+    return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
+
+
+@contextmanager
+def _swapped_forwards(layers: list[Any], make: Any) -> Iterator[int]:
+    """Give each layer the forward ``make(layer)`` inside the block; yields how many."""
+    import torch
+
     try:
+        with torch.no_grad():
+            for m in layers:
+                m.forward = make(m)
         yield len(layers)
     finally:
         for m in layers:
-            del m.forward  # back to nn.Linear.forward
+            m.__dict__.pop("forward", None)  # back to nn.Linear.forward
+
+
+def packed_linears(model: Any) -> AbstractContextManager[int]:
+    """Inside the block, the bf16 ``nn.Linear`` layers of a CPU ``model`` run on prepacked
+    weights; yields how many were packed (0: unsupported build, other device or dtype)."""
+    return _swapped_forwards(packable(model), lambda m: _forward(m, _pack(m.weight)))
 
 
 def _frozen_linear_fn() -> Any:
@@ -143,28 +151,15 @@ def _training_forward(module: Any, packed: Any, packed_t: Any, fn: Any) -> Any:
     return forward
 
 
-@contextmanager
-def packed_frozen_linears(model: Any) -> Iterator[int]:
+def packed_frozen_linears(model: Any) -> AbstractContextManager[int]:
     """Inside the block, the frozen bf16 ``nn.Linear`` layers of a CPU ``model`` (a LoRA base)
     run forward and backward on prepacked weights; yields how many.
 
     The base stays frozen for the whole block: the packed copies would not see a weight update
     or a LoRA merge, which is why this is a block and not a permanent change. Costs two packed
     copies of those weights in memory (the weight and its transpose)."""
-    import torch
-
     layers = [m for m in packable(model) if not any(p.requires_grad for p in m.parameters())]
-    if not layers:
-        yield 0
-        return
     fn = _frozen_linear_fn()
-    with torch.no_grad():
-        for m in layers:
-            packed = torch.ops.mkldnn._reorder_linear_weight(m.weight, PACK_ROWS_HINT)
-            packed_t = torch.ops.mkldnn._reorder_linear_weight(m.weight.t().contiguous(), PACK_ROWS_HINT)
-            m.forward = _training_forward(m, packed, packed_t, fn)
-    try:
-        yield len(layers)
-    finally:
-        for m in layers:
-            del m.forward
+    return _swapped_forwards(
+        layers, lambda m: _training_forward(m, _pack(m.weight), _pack(m.weight.t().contiguous()), fn)
+    )
