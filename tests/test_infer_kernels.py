@@ -156,6 +156,26 @@ def test_packed_linears_equal_plain_linear_and_are_removed_afterwards():
 
 
 @pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_packed_linears_reuse_a_store_until_a_weight_changes():
+    net = _bf16_layers()
+    x = torch.randn(2, 32).to(torch.bfloat16)
+    store: dict = {}
+    with torch.no_grad():
+        with packed_linears(net, store):
+            first = {k: v[1] for k, v in store.items()}
+        assert len(first) == 2
+        with packed_linears(net, store):
+            assert all(store[k][1] is first[k] for k in first)  # packed once, reused
+        net[2].weight.mul_(2)  # an in-place update (e.g. merging an adapter) must repack
+        want = net(x)
+        with packed_linears(net, store):
+            assert store[id(net[2])][1] is not first[id(net[2])]
+            assert store[id(net[0])][1] is first[id(net[0])]
+            got = net(x)
+    assert torch.allclose(got.float(), want.float(), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
 def test_packed_linears_fall_back_to_plain_linear_under_autograd():
     net = _bf16_layers()
     x = torch.randn(4, 32).to(torch.bfloat16).requires_grad_()

@@ -44,21 +44,17 @@ def attention_forward(
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     q_len = query.shape[2]
-    simple = (
+    plain = (  # CPU inference without extras: what both of our paths handle
         query.device.type == "cpu"
-        and q_len <= SHORT_QUERY
         and not dropout
         and not getattr(module, "training", False)
-        and kwargs.get("position_bias") is None
-        and kwargs.get("softcap") is None
-        and kwargs.get("sinks") is None
-        and (attention_mask is not None or q_len == 1)
-        and (attention_mask is None or attention_mask.dtype == torch.bool)
+        and all(kwargs.get(k) is None for k in ("position_bias", "softcap", "sinks"))
         and key.shape[-1] == value.shape[-1] == query.shape[-1]
     )
-    if not simple and _long_query_ok(module, query, key, value, attention_mask, dropout, kwargs):
+    bool_mask = attention_mask is not None and attention_mask.dtype == torch.bool
+    if plain and q_len > SHORT_QUERY and bool_mask and query.shape[1] % key.shape[1] == 0:
         return _chunked_prefill(query, key, value, attention_mask, scaling), None
-    if not simple:
+    if not (plain and q_len <= SHORT_QUERY and (bool_mask or (attention_mask is None and q_len == 1))):
         return sdpa_attention_forward(
             module,
             query,
@@ -87,25 +83,6 @@ def attention_forward(
     out = torch.matmul(probs.view(batch, kv_heads, groups * q_len, kv_len), value)
     out = out.view(batch, heads, q_len, dim).transpose(1, 2).contiguous()
     return out, None
-
-
-def _long_query_ok(
-    module: Any, query: Any, key: Any, value: Any, mask: Any, dropout: float, kwargs: dict[str, Any]
-) -> bool:
-    """Whether :func:`_chunked_prefill` may run this call (CPU inference with a boolean mask)."""
-    import torch
-
-    return (
-        query.device.type == "cpu"
-        and query.shape[2] > SHORT_QUERY
-        and not dropout
-        and not getattr(module, "training", False)
-        and mask is not None
-        and mask.dtype == torch.bool
-        and all(kwargs.get(k) is None for k in ("position_bias", "softcap", "sinks"))
-        and key.shape[-1] == value.shape[-1] == query.shape[-1]
-        and query.shape[1] % key.shape[1] == 0
-    )
 
 
 def _chunked_prefill(query: Any, key: Any, value: Any, mask: Any, scaling: float | None) -> Any:

@@ -144,6 +144,7 @@ class HFBackend:
         self.autocast = autocast
         self.autocast_dtype = _autocast_dtype(autocast, self.model)
         self.prefix_stats: dict[str, int] = {}
+        self._packed: dict[int, Any] = {}  # packed weights kept across runs (see packed_linears)
 
     def rows_per_batch(self, mode: str) -> int:
         """Rows per batch: ``batch_size`` for choice scoring (one prompt pass, compute-bound),
@@ -191,7 +192,7 @@ class HFBackend:
         with ExitStack() as stack:
             if not self.is_seq2seq:
                 stack.enter_context(short_query_attention(self.model))
-            stack.enter_context(packed_linears(self.model))
+            stack.enter_context(packed_linears(self.model, self._packed))
             yield from self._run(requests)
 
     def _run(self, requests: Iterable[Request]) -> Iterator[Completion]:
