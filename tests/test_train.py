@@ -176,7 +176,8 @@ def test_train_writes_peft_adapter_and_resume_continues_at_the_same_step(tmp_pat
         "attn_implementation": "eager",
         "fast_lora_dropout_layers": 210,
         "bf16_frozen_parameters": 0,
-        "packed_frozen_linear_layers": 0,  # packing applies to a bf16 base only
+        "packed_frozen_linear_layers": 0,  # packing (and LoRA fusion) applies to a bf16 base only
+        "fused_lora_layers": 0,
     }
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "manifest.json"} <= {
         p.name for p in out.iterdir()

@@ -19,7 +19,7 @@ Where the oneDNN ops are missing or disagree with ``F.linear`` on a probe, nothi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -47,14 +47,15 @@ def _probe() -> bool:
         w = torch.randn(48, 32, generator=gen).to(torch.bfloat16)
         b = torch.randn(48, generator=gen).to(torch.bfloat16)
         x = torch.randn(2, 3, 32, generator=gen).to(torch.bfloat16)
-        got = _linear(x, _pack(w), b)
+        got = packed_linear(x, pack_weight(w), b)
         want = torch.nn.functional.linear(x, w, b)
         return got.shape == want.shape and torch.allclose(got.float(), want.float(), atol=0.05, rtol=0.02)
     except Exception:  # an op missing from this build, or refusing bf16: plain linear it is
         return False
 
 
-def _linear(x: Any, packed: Any, bias: Any) -> Any:
+def packed_linear(x: Any, packed: Any, bias: Any) -> Any:
+    """``F.linear(x, W, bias)`` with ``W`` given as :func:`pack_weight` made it."""
     import torch
 
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
@@ -68,7 +69,7 @@ def _forward(module: Any, packed: Any) -> Any:
     def forward(x: Any) -> Any:
         if torch.is_grad_enabled() or x.dtype != torch.bfloat16 or x.device.type != "cpu":
             return F.linear(x, module.weight, module.bias)
-        return _linear(x, packed, module.bias)
+        return packed_linear(x, packed, module.bias)
 
     return forward
 
@@ -85,7 +86,8 @@ def packable(model: Any) -> list[Any]:
     return layers if layers and supported() else []
 
 
-def _pack(weight: Any) -> Any:
+def pack_weight(weight: Any) -> Any:
+    """``weight`` (out x in, bf16, CPU) in oneDNN's blocked layout, for :func:`packed_linear`."""
     import torch
 
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS_HINT)
@@ -117,11 +119,11 @@ def packed_linears(model: Any, store: dict[int, Any] | None = None) -> AbstractC
 
     def packed(m: Any) -> Any:
         if store is None:
-            return _pack(m.weight)
+            return pack_weight(m.weight)
         key = (m.weight.data_ptr(), m.weight._version)
         hit = store.get(id(m))
         if hit is None or hit[0] != key:
-            hit = store[id(m)] = (key, _pack(m.weight))
+            hit = store[id(m)] = (key, pack_weight(m.weight))
         return hit[1]
 
     return _swapped_forwards(packable(model), lambda m: _forward(m, packed(m)))
@@ -137,11 +139,11 @@ def _frozen_linear_fn() -> Any:
         @staticmethod
         def forward(ctx: Any, x: Any, packed: Any, packed_t: Any, bias: Any) -> Any:
             ctx.packed_t = packed_t
-            return _linear(x, packed, bias)
+            return packed_linear(x, packed, bias)
 
         @staticmethod
         def backward(ctx: Any, grad: Any) -> Any:
-            return _linear(grad.to(torch.bfloat16), ctx.packed_t, None), None, None, None
+            return packed_linear(grad.to(torch.bfloat16), ctx.packed_t, None), None, None, None
 
     return FrozenPackedLinear
 
@@ -161,20 +163,27 @@ def _training_forward(module: Any, packed: Any, packed_t: Any, fn: Any) -> Any:
             x = x.to(torch.bfloat16)
         if torch.is_grad_enabled() and x.requires_grad:
             return fn.apply(x, packed, packed_t, module.bias)
-        return _linear(x, packed, module.bias)
+        return packed_linear(x, packed, module.bias)
 
     return forward
 
 
-def packed_frozen_linears(model: Any) -> AbstractContextManager[int]:
+def packed_frozen_linears(model: Any, exclude: Iterable[Any] = ()) -> AbstractContextManager[int]:
     """Inside the block, the frozen bf16 ``nn.Linear`` layers of a CPU ``model`` (a LoRA base)
     run forward and backward on prepacked weights; yields how many.
 
     The base stays frozen for the whole block: the packed copies would not see a weight update
     or a LoRA merge, which is why this is a block and not a permanent change. Costs two packed
-    copies of those weights in memory (the weight and its transpose)."""
-    layers = [m for m in packable(model) if not any(p.requires_grad for p in m.parameters())]
+    copies of those weights in memory (the weight and its transpose). Layers in ``exclude`` (e.g.
+    the base layers :mod:`ecellm.train.fused_lora` already runs on its own packed copies) are
+    left alone."""
+    skip = {id(m) for m in exclude}
+    layers = [
+        m for m in packable(model) if id(m) not in skip and not any(p.requires_grad for p in m.parameters())
+    ]
     fn = _frozen_linear_fn()
-    return _swapped_forwards(
-        layers, lambda m: _training_forward(m, _pack(m.weight), _pack(m.weight.t().contiguous()), fn)
-    )
+
+    def make(m: Any) -> Any:
+        return _training_forward(m, pack_weight(m.weight), pack_weight(m.weight.t().contiguous()), fn)
+
+    return _swapped_forwards(layers, make)

@@ -55,7 +55,7 @@ class LoraConfig(_Strict):
     lm_head: bool = Field(default=True, description="also adapt the output projection (the paper does)")
     fast_dropout: bool = Field(
         default=True,
-        description="CPU: dropout masks from 16-bit uniforms (p rounded to 1/65536), 4x fewer random draws",
+        description="CPU: dropout masks from 16-bit uniforms (p rounded to 1/32768), 4x fewer random draws",
     )
 
 
@@ -103,6 +103,11 @@ class TrainConfig(_Strict):
     packed_weights: bool = Field(
         default=True,
         description="CPU bf16: the frozen base's linear layers run on oneDNN-packed weights (same results)",
+    )
+    fused_lora: bool = Field(
+        default=True,
+        description="CPU bf16 with packed_weights: each LoRA linear layer (fast dropout) runs as one "
+        "autograd function (same maths, fewer passes over the activations)",
     )
 
 

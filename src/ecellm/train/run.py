@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -225,6 +225,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
 
     from ecellm.models.packed import packed_frozen_linears
     from ecellm.train.card import write_outputs
+    from ecellm.train.fused_lora import fused_lora_linears
     from ecellm.train.loss import make_trainer_class
     from ecellm.train.model import kernels, load_for_training
 
@@ -246,9 +247,17 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     )
     trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
     trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
-    # the frozen bf16 base on packed weights for the length of training only (see ecellm.models.packed)
-    with packed_frozen_linears(loaded.model) if p.cfg.packed_weights else nullcontext(0) as packed:
-        p.stats["kernels"]["packed_frozen_linear_layers"] = packed
+    # the frozen bf16 base on packed weights, the LoRA layers fused over it, for the length of
+    # training only (see ecellm.models.packed and ecellm.train.fused_lora)
+    with ExitStack() as stack:
+        fused = []
+        if p.cfg.packed_weights and p.cfg.fused_lora:
+            fused = stack.enter_context(fused_lora_linears(loaded.model))
+        packed = 0
+        if p.cfg.packed_weights:
+            packed = stack.enter_context(packed_frozen_linears(loaded.model, exclude=fused))
+        p.stats["kernels"]["packed_frozen_linear_layers"] = packed + len(fused)
+        p.stats["kernels"]["fused_lora_layers"] = len(fused)
         t0 = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=p.resume)
         seconds = time.perf_counter() - t0
