@@ -4,9 +4,9 @@ Reference recipe (eCeLLM's finetune script): micro-batch 1 with gradient accumul
 logits over every position, fp32, PEFT's own dropout and transformers' default (SDPA) attention.
 ecellm's CPU default (configs/smollm2-135m-lora.yaml): length-grouped micro-batches of 4,
 vocabulary logits only at answer tokens, bf16 autocast over a frozen base stored in bf16 (adapters
-fp32, linear layers on oneDNN-packed weights), LoRA dropout masks from 16-bit uniforms, eager
-attention. ``--ours packed`` measures
-padding-free packing instead. Both train one epoch over the same seeded 300 training samples of an
+fp32, linear layers on oneDNN-packed weights, each LoRA layer one fused autograd function), LoRA
+dropout masks from 16-bit uniforms, eager attention. ``--ours packed`` measures padding-free
+packing instead. Both train one epoch over the same seeded 300 training samples of an
 ECInstruct-lite build, with the same LoRA settings,
 each in its own process so peak memory (max RSS) is measured separately.
 
@@ -61,10 +61,11 @@ def recipes(data: str, n: int, work: Path, ours: str = "grouped", also_fp32: boo
             "target_only_logits": False,
             "precision": "fp32",
             "attn_implementation": "sdpa",
-            "packed_weights": False,  # a no-op in fp32, stated for clarity
+            "packed_weights": False,  # no-ops in fp32, stated for clarity
+            "fused_lora": False,
             "lora": {**LORA, "fast_dropout": False},
         },
-        f"ecellm ({ours} micro-batches of 4 x 4, answer-only logits, bf16 autocast, fast dropout, eager)": {
+        f"ecellm ({ours} micro-batches of 4 x 4, answer-only logits, bf16, packed + fused LoRA, eager)": {
             **common,
             "output_dir": str(work / "ours"),
             "batching": ours,
