@@ -39,7 +39,7 @@ class FastDropout(nn.Module):
         self.p = p
         # drop when a 16-bit uniform falls below this many units (even: see keep_mask)
         self.drop_units = 2 * round(p * _SPAN / 2)
-        self.scale = _SPAN / (_SPAN - self.drop_units)
+        self.scale = keep_scale(self.drop_units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.drop_units == 0:
@@ -51,6 +51,11 @@ class FastDropout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.drop_units / _SPAN:.6f}"
+
+
+def keep_scale(drop_units: int) -> float:
+    """The factor ``1 / (1 - p)`` that keeps dropout unbiased, for ``p = drop_units / 65536``."""
+    return _SPAN / (_SPAN - drop_units)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], drop_units: int) -> torch.Tensor:

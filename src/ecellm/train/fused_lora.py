@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ecellm.models.packed import pack_weight, packable, packed_linear
-from ecellm.train.dropout import FastDropout, keep_mask
+from ecellm.train.dropout import FastDropout, keep_mask, keep_scale
 
 
 class FusedLoraLinear(torch.autograd.Function):
@@ -143,7 +143,7 @@ def _fused_forward(layer: Any, packed: torch.Tensor, packed_t: torch.Tensor) -> 
                 return peft_forward(layer, x, *args, **kwargs)
             x = x.to(torch.bfloat16)
         units = _dropout_units(layer, name) if layer.training else 0
-        coef = layer.scaling[name] * (65536 / (65536 - units) if units else 1.0)
+        coef = layer.scaling[name] * keep_scale(units)
         base = layer.base_layer
         return FusedLoraLinear.apply(
             x, layer.lora_A[name].weight, layer.lora_B[name].weight, packed, packed_t, base.bias, coef, units

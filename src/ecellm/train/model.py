@@ -154,7 +154,7 @@ def _attention(cfg: TrainConfig) -> str | None:
 
 def _speed_ups(model: Any, cfg: TrainConfig) -> None:
     """CPU-only speed-ups (see :mod:`ecellm.train.dropout`): the same dropout distribution with
-    ``p`` rounded to 1/65536, and a bf16 frozen base under bf16 autocast."""
+    ``p`` rounded to 1/32768, and a bf16 frozen base under bf16 autocast."""
     import torch
 
     from ecellm.train.dropout import store_frozen_in_bf16, use_fast_lora_dropout
