@@ -260,3 +260,31 @@ def test_fused_lora_skips_what_it_cannot_fuse_and_falls_back_at_run_time():
     assert not torch.allclose(fused, base_only, atol=1e-3)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), model.disable_adapter():
         assert torch.equal(base_only, model(input_ids=ids).logits.float())
+
+
+@pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
+def test_fused_lora_leaves_dora_and_multi_adapter_layers_to_peft():
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    def bf16_fast(model: torch.nn.Module) -> torch.nn.Module:
+        use_fast_lora_dropout(model)
+        store_frozen_in_bf16(model)
+        return model
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    dora = get_peft_model(
+        LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True)
+    )
+    assert fusable(bf16_fast(dora)) == []
+    two = _tiny_peft_model()
+    two.add_adapter("second", two.peft_config["default"])  # same targets: every layer holds two adapters
+    assert fusable(bf16_fast(two)) == []

@@ -168,6 +168,12 @@ def _training_forward(module: Any, packed: Any, packed_t: Any, fn: Any) -> Any:
     return forward
 
 
+def pack_for_training(weight: Any) -> tuple[Any, Any]:
+    """``weight`` packed for the forward pass and its transpose packed for the input gradient:
+    the two copies a frozen layer needs to run forward and backward on packed weights."""
+    return pack_weight(weight), pack_weight(weight.t().contiguous())
+
+
 def packed_frozen_linears(model: Any, exclude: Iterable[Any] = ()) -> AbstractContextManager[int]:
     """Inside the block, the frozen bf16 ``nn.Linear`` layers of a CPU ``model`` (a LoRA base)
     run forward and backward on prepacked weights; yields how many.
@@ -183,7 +189,4 @@ def packed_frozen_linears(model: Any, exclude: Iterable[Any] = ()) -> AbstractCo
     ]
     fn = _frozen_linear_fn()
 
-    def make(m: Any) -> Any:
-        return _training_forward(m, pack_weight(m.weight), pack_weight(m.weight.t().contiguous()), fn)
-
-    return _swapped_forwards(layers, make)
+    return _swapped_forwards(layers, lambda m: _training_forward(m, *pack_for_training(m.weight), fn))

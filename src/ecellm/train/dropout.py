@@ -17,6 +17,8 @@ bf16 LoRA on a GPU does; adapters and their optimizer state stay fp32.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,9 +70,7 @@ def keep_mask(shape: torch.Size | tuple[int, ...], drop_units: int) -> torch.Ten
     ``masked_fill`` are several times slower on CPU than these vectorised int16 passes."""
     if drop_units % 2:
         raise ValueError(f"drop_units must be even, got {drop_units}")
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     bits = torch.randint(-(1 << 63), (1 << 63) - 1, ((n + _LANES - 1) // _LANES,), dtype=torch.int64)
     uniform = bits.view(torch.int16)[:n].view(shape)  # each lane uniform on [-32768, 32767]
     diff = (uniform >> 1).sub_((drop_units - _SPAN // 2) >> 1)  # < 0 exactly where dropped

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ecellm.models.packed import pack_weight, packable, packed_linear
+from ecellm.models.packed import pack_for_training, packable, packed_linear
 from ecellm.train.dropout import FastDropout, keep_mask, keep_scale
 
 
@@ -164,8 +164,7 @@ def fused_lora_linears(model: nn.Module) -> Iterator[list[Any]]:
     try:
         with torch.no_grad():
             for m in layers:
-                w = m.base_layer.weight
-                m.forward = _fused_forward(m, pack_weight(w), pack_weight(w.t().contiguous()))
+                m.forward = _fused_forward(m, *pack_for_training(m.base_layer.weight))
         yield [m.base_layer for m in layers]
     finally:
         for m in layers:
