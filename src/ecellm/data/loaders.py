@@ -9,7 +9,10 @@
 - JSON / JSONL / parquet exports of ``NingLab/ECInstruct`` (columns instruction, input,
   options, output, task, setting, split[, few_shot_example]);
 - a ``datasets.save_to_disk`` folder, or a hub id loaded through ``datasets.load_dataset``
-  (offline from the HF cache when ``HF_HUB_OFFLINE=1``).
+  (offline from the HF cache when ``HF_HUB_OFFLINE=1``);
+- a file in a task family's own format (ShopBench JSON / JSONL, hidden-test records included):
+  the family's reader, found through :func:`ecellm.tasks.registry.format_reader`, turns its
+  records into rows.
 
 Rows without an id get a positional one, ``{ABBR}-{setting}-{split}-{index:06d}``, counted
 over the whole (task, setting, split) group *before* filtering, so an id does not depend on
@@ -35,6 +38,7 @@ from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 from ecellm.io import iter_jsonl, read_json
 from ecellm.tasks import get_task
+from ecellm.tasks.registry import format_reader
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _SPLIT_ORDER = {"train": 0, "val": 1, "validation": 1, "test": 2}
@@ -293,6 +297,8 @@ def load_samples(
                 "ECInstruct/{Task}/{Setting}/{split}.json)",
                 file=str(p),
             )
+    elif p.suffix in (".json", ".jsonl") and (reader := format_reader(p)) is not None:
+        samples = _convert(reader.read_rows(p), sel)
     elif p.suffix == ".jsonl":
         samples = _convert(((r, str(p), i) for i, r in iter_jsonl(p)), sel)
     elif p.suffix == ".json":

@@ -20,7 +20,8 @@ from ecellm.evaluate.generation import score_generation
 from ecellm.tasks import Invalid, Task, all_tasks, get_task
 from ecellm.tasks.parsing import render_answer
 
-MODES = ("paper", "strict")
+# ``official`` is ``paper`` under the name ShopBench uses: the reference evaluator's numbers.
+MODES = ("paper", "official", "strict")
 # Scorer family per task (an 11th task falls back on its answer kind).
 KIND = {"SR": "sr"}
 KIND_BY_ANSWER = {
@@ -82,7 +83,14 @@ def score_group(
     lenient: bool,
     bertscore_model: Any = None,
 ) -> dict[str, Any]:
-    """Score one (task, setting) group; returns ``{"metrics", "invalid"}``."""
+    """Score one (task, setting) group; returns ``{"metrics", "invalid"}`` (a task's own scorer
+    also returns ``score`` and ``metric``, and may add fields to the row under ``row``)."""
+    if task.scorer is not None:
+        return task.scorer(
+            task, setting, samples, texts, mode=mode, lenient=lenient, bertscore_model=bertscore_model
+        )
+    if mode == "official":
+        mode = "paper"
     kind = scorer_kind(task)
     gold = [s.output for s in samples]
     if kind == "generation":
@@ -113,6 +121,19 @@ def score_group(
     if kind == "ave":
         return strict.score_ave([_gold_list(s) for s in samples], answers, setting)
     return strict.score_qpr(answers, _qpr_labels(samples))
+
+
+def _summaries(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """``{family: its aggregate of its rows}`` for the families that define one (ShopBench:
+    per-track and overall figures)."""
+    by_family: dict[str, list[dict[str, Any]]] = {}
+    hooks: dict[str, Any] = {}
+    for r in rows:
+        task = get_task(r["task"])
+        if task.aggregate is not None:
+            by_family.setdefault(task.family, []).append(r)
+            hooks[task.family] = task.aggregate
+    return {family: hooks[family](family_rows) for family, family_rows in by_family.items()}
 
 
 def _setting_key(setting: str) -> tuple[int, str]:
@@ -148,15 +169,22 @@ def evaluate(
         groups.setdefault((s.task, s.setting), []).append(s)
     order = {t.abbr: i for i, t in enumerate(all_tasks())}
     model = None
-    if any(scorer_kind(get_task(t)) == "generation" for t, _ in groups):
+    if any(get_task(t).scorer is None and scorer_kind(get_task(t)) == "generation" for t, _ in groups):
         model = resolve_model(bertscore_model)
+    first_seen = {k: i for i, k in enumerate(groups)}
+
+    def group_order(k: tuple[str, str]) -> tuple[int, tuple[int, str], int]:
+        if k[0] in order:  # table order, then setting order
+            return (order[k[0]], _setting_key(k[1]), 0)
+        return (len(order), (0, ""), first_seen[k])  # other families: data order
+
     results = []
-    for abbr, setting in sorted(groups, key=lambda k: (order.get(k[0], 99), _setting_key(k[1]))):
+    for abbr, setting in sorted(groups, key=group_order):
         task, group = get_task(abbr), groups[(abbr, setting)]
         texts = [predictions.get(s.id, "") for s in group]
         missing = sum(s.id not in predictions for s in group)
         scored = score_group(task, setting, group, texts, mode=mode, lenient=lenient, bertscore_model=model)
-        metric = primary_metric(task)
+        metric = scored.get("metric") or primary_metric(task)
         n, invalid = len(group), scored["invalid"]
         results.append(
             {
@@ -166,15 +194,17 @@ def evaluate(
                 "mode": mode,
                 "lenient": lenient,
                 "metric": metric,
-                "score": scored["metrics"][metric],
+                "score": scored["score"] if "score" in scored else scored["metrics"][metric],
                 "n": n,
                 "invalid": invalid,
                 "missing": missing,
                 "coverage": (n - invalid) / n if n else 0.0,
                 "metrics": scored["metrics"],
+                **scored.get("row", {}),
             }
         )
     return {
+        "summary": _summaries(results),
         "results": results,
         "mode": mode,
         "lenient": lenient,

@@ -109,6 +109,8 @@ def build_request(
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     task = get_task(sample.task)
+    if task.request_builder is not None:  # a family with its own prompts and decoding
+        return task.request_builder(task, sample, mode=mode, template=template, tokenizer=tokenizer)
     prompt = render_prompt(sample, template, tokenizer)
     wanted = task.decode if mode == "auto" else mode
     if wanted == "constrained" and task.answer_kind in _CLOSED:

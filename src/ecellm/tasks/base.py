@@ -12,10 +12,17 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from ecellm.data.schema import Sample
 
-AnswerKind = Literal["attribute_values", "letter", "option", "yes_no", "ranking", "text"]
+AnswerKind = Literal[
+    "attribute_values", "letter", "option", "yes_no", "ranking", "text",
+    "option_number", "item_order", "item_numbers", "entities",
+]
 DecodeMode = Literal["generate", "choice", "constrained"]
 Category = Literal[
-    "product understanding", "user understanding", "query understanding", "product question answering"
+    "product understanding",
+    "user understanding",
+    "query understanding",
+    "product question answering",
+    "online shopping",
 ]
 
 
@@ -38,6 +45,15 @@ class Task:
     - ``instructions``: the diverse pool; ``instructions[0]`` is the seed (used by *Single*).
     - ``unseen_instruction``: held out of training; used by the *Unseen* settings.
     - ``decode``: the default decoding mode for closed or structured answers.
+    - ``family``: the benchmark the task belongs to (``ecinstruct``, ``shopbench``).
+    - ``request_builder``, ``scorer``, ``aggregate``: hooks a task family sets when the generic
+      request builder and evaluator do not fit it (ShopBench: whole-prompt questions scored per
+      record by the record's own metric). ``request_builder(task, sample, mode=, template=,
+      tokenizer=)`` returns a backend request; ``scorer(task, setting, samples, texts, mode=,
+      lenient=, bertscore_model=)`` returns ``{"score", "metric", "metrics", "invalid"[, "row"]}``;
+      ``aggregate(rows)`` summarises the family's result rows (tracks, overall).
+    - ``modes``: the evaluation modes the task knows; ``paper`` and ``official`` both mean "as
+      the reference evaluator scores it".
     """
 
     abbr: str
@@ -55,6 +71,11 @@ class Task:
     option_letters: tuple[str, ...] = ()
     parser: Any = None  # Callable[[str, Sample | None, bool], Any | Invalid]
     extra: dict[str, Any] = field(default_factory=dict)
+    family: str = "ecinstruct"
+    request_builder: Any = None
+    scorer: Any = None
+    aggregate: Any = None
+    modes: tuple[str, ...] = ("paper", "strict")
 
     def parse(self, text: str | None, sample: Sample | None = None, *, lenient: bool = False) -> Any:
         """Read raw model text as a structured answer, or return :class:`Invalid`. Never raises."""

@@ -1,6 +1,9 @@
 """ShopBench (Amazon KDD Cup 2024) per-sample metrics, written to match the official evaluator.
 
-Every function takes an already-parsed prediction (see ``shopbench.parse_output``) and the truth.
+Every function takes an already-parsed prediction (each task type's ``parse``) and the truth;
+``score_record`` dispatches on a record's own ``metric`` name, so one task may mix metrics (the
+official development file scores one record of a translation task with jp-BLEU, the rest with
+BLEU).
 ``official`` reproduces the starter kit, including its NDCG negative-index bug (a predicted item
 ``0`` is looked up as ``gains[-1]``, the last item); ``strict`` scores out-of-range items as
 irrelevant. BLEU follows the starter kit's route through HF ``evaluate``'s sacrebleu wrapper,
@@ -13,6 +16,7 @@ import importlib
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,6 +27,10 @@ from ecellm.errors import InputError
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MULTILINGUAL_HUB_ID = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 MULTILINGUAL_ENV = "ECELLM_MULTILINGUAL_ST_MODEL"
+
+
+EMBEDDING_METRICS = ("sent-transformer", "multilingual-sent-transformer")
+METRICS = ("accuracy", "hit rate@3", "ndcg", "micro f1", "rougel", "bleu", "jp-bleu", *EMBEDDING_METRICS)
 
 
 def accuracy(pred: int, truth: int) -> float:
@@ -179,10 +187,19 @@ def _encoder(location: str, metric: str) -> SentenceEncoder:
 
 
 def get_encoder(metric: str, multilingual_model: str | os.PathLike[str] | None = None) -> SentenceEncoder:
-    """The model behind ``sent-transformer`` or ``multilingual-sent-transformer`` (cached)."""
+    """The model behind ``sent-transformer`` or ``multilingual-sent-transformer`` (cached).
+
+    The multilingual metric loads paraphrase-multilingual-MiniLM-L12-v2 (the official model;
+    ``multilingual_model`` or ``$ECELLM_MULTILINGUAL_ST_MODEL`` may point at a local copy). When
+    it cannot be loaded (offline, not cached) the offline all-MiniLM-L6-v2 stands in with a
+    warning; the encoder's ``location`` says which model scored, and results report it.
+    """
     if metric == "multilingual-sent-transformer":
-        return _encoder(_multilingual_location(multilingual_model), metric)
-    return _encoder(_minilm_location(), metric)
+        try:
+            return _encoder(_multilingual_location(multilingual_model), metric)
+        except InputError as exc:
+            warnings.warn(f"{exc}; scoring with all-MiniLM-L6-v2 instead", stacklevel=2)
+    return _encoder(_minilm_location(), "sent-transformer")
 
 
 def embedding_scores(
@@ -200,3 +217,53 @@ def embedding_scores(
         mean = sum(sims) / len(sims)
         out.append(mean if mean > 0 else 0.0)
     return out
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_num(x: Any) -> bool:
+    return (_is_int(x) or isinstance(x, float)) and math.isfinite(x)
+
+
+def _strings(x: Any, *, empty_ok: bool) -> bool:
+    return isinstance(x, list) and (empty_ok or bool(x)) and all(isinstance(t, str) for t in x)
+
+
+def check_truth(metric: str, truth: Any) -> str | None:
+    """Why ``truth`` cannot be scored with ``metric`` (None when it can)."""
+    if metric == "accuracy":
+        return None if _is_int(truth) else "expected an integer option number"
+    if metric == "hit rate@3":
+        ok = isinstance(truth, list) and truth and all(_is_int(t) for t in truth)
+        return None if ok else "expected a non-empty list of item numbers"
+    if metric == "ndcg":
+        ok = isinstance(truth, list) and truth and all(_is_num(t) for t in truth)
+        return None if ok else "expected a non-empty list of per-item gains"
+    if metric == "micro f1":
+        return None if _strings(truth, empty_ok=True) else "expected a list of strings"
+    if metric in EMBEDDING_METRICS:
+        ok = isinstance(truth, str) or _strings(truth, empty_ok=False)
+        return None if ok else "expected a string or a non-empty list of strings"
+    return None if isinstance(truth, str) else "expected a string"
+
+
+def score_record(metric: str, parsed: Any, truth: Any, *, official: bool) -> Any:
+    """One record's score under its own metric (``micro f1``: its (tp, fp, fn) counts).
+
+    Embedding metrics are batched by the caller (:func:`embedding_scores`), not scored here.
+    """
+    if metric == "accuracy":
+        return accuracy(parsed, truth)
+    if metric == "hit rate@3":
+        return hit_rate_3(parsed, truth)
+    if metric == "ndcg":
+        return ndcg(parsed, list(truth), official=official)
+    if metric == "micro f1":
+        return tp_fp_fn(parsed, truth)
+    if metric == "rougel":
+        return rouge_l(parsed, truth)
+    if metric in ("bleu", "jp-bleu"):
+        return bleu(parsed, truth, japanese=metric == "jp-bleu")
+    raise ValueError(f"metric {metric!r} is scored in batches or unknown")
