@@ -31,7 +31,6 @@ COMMAND_MODULES = (
     "ecellm.train.commands",
     "ecellm.serve.commands",
     "ecellm.quickstart",
-    "ecellm.evaluate.shopbench_commands",
 )
 
 

@@ -1,4 +1,8 @@
-"""``ecellm evaluate``: the CLI face of :func:`ecellm.evaluate.run.evaluate_files`."""
+"""``ecellm evaluate``: the CLI face of :func:`ecellm.evaluate.run.evaluate_files`.
+
+``ecellm shopbench score`` is an alias kept for earlier scripts: the same function with
+``--mode official`` as its default.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,30 @@ def _print_table(result: dict) -> None:
     Console().print(table)
     if result.get("bertscore_model"):
         typer.echo(f"BERTScore model: {result['bertscore_model']}")
+    for line in summary_lines(result):
+        typer.echo(line)
+
+
+def summary_lines(result: dict) -> list[str]:
+    """Per-track and overall lines of the task families that summarise (ShopBench)."""
+    lines = []
+    for family, summary in sorted((result.get("summary") or {}).items()):
+        for tr in summary.get("tracks", []):
+            lines.append(f"{family} track {tr['track']}: {tr['score']:.4f} ({tr['tasks']} tasks)")
+        o = summary.get("overall")
+        if o:
+            lines.append(
+                f"{family} overall: mean of tasks {o['task_mean']:.4f}, mean of tracks {o['track_mean']:.4f}"
+            )
+    return lines
+
+
+def _check_mode(mode: str) -> None:
+    from ecellm.errors import InputError
+    from ecellm.evaluate.evaluator import MODES
+
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r} (choose {', '.join(MODES)})", field="--mode")
 
 
 def register(app: typer.Typer) -> None:
@@ -47,7 +75,11 @@ def register(app: typer.Typer) -> None:
             "-p",
             help="ecellm JSONL {id, prediction} or the reference evaluation/{Task}/{Setting}.json layout.",
         ),
-        mode: str = typer.Option("paper", "--mode", help="paper (reference numbers) or strict (corrected)."),
+        mode: str = typer.Option(
+            "paper",
+            "--mode",
+            help="paper or official (the reference evaluator's numbers, defects kept) or strict (corrected).",
+        ),
         lenient: bool = typer.Option(
             False, "--lenient", help="Extract answers from chatter (reported as such)."
         ),
@@ -69,9 +101,11 @@ def register(app: typer.Typer) -> None:
             help="Skip samples without a prediction instead of counting them invalid.",
         ),
     ) -> None:
-        """Score predictions against references, per task and setting."""
+        """Score predictions against references, per task and setting (ShopBench: per task,
+        track and overall)."""
         from ecellm.evaluate.run import evaluate_files
 
+        _check_mode(mode)
         result = evaluate_files(
             data,
             predictions,
@@ -88,3 +122,27 @@ def register(app: typer.Typer) -> None:
         _print_table(result)
         if output is not None:
             typer.echo(f"wrote {output}")
+
+    shop = typer.Typer(help="ShopBench (Amazon KDD Cup 2024): alias of evaluate.", no_args_is_help=True)
+
+    @shop.command("score")
+    def shopbench_score_cmd(
+        data: str = typer.Option(..., "--data", "-d", help="ShopBench records (JSONL or JSON array)."),
+        predictions: Path = typer.Option(
+            ..., "--predictions", "-p", help="JSONL {id, prediction} or a JSON list in data order."
+        ),
+        mode: str = typer.Option("official", "--mode", help="official (starter kit, quirks kept) or strict."),
+        output: Path | None = typer.Option(
+            None, "--output", "--out", "-o", help="Write the result JSON here."
+        ),
+    ) -> None:
+        """Same as ``ecellm evaluate --mode official`` on a ShopBench file."""
+        from ecellm.evaluate.run import evaluate_files
+
+        _check_mode(mode)
+        result = evaluate_files(data, predictions, mode=mode, output=output)
+        _print_table(result)
+        if output is not None:
+            typer.echo(f"wrote {output}")
+
+    app.add_typer(shop, name="shopbench")

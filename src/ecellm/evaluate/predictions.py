@@ -80,17 +80,48 @@ def _from_reference(path: Path, samples: Sequence[Sample]) -> dict[str, str]:
     return out
 
 
+def _in_task_folder(path: Path) -> bool:
+    try:
+        get_task(path.parent.name)
+    except KeyError:
+        return False
+    return True
+
+
+def _from_list(path: Path, samples: Sequence[Sample]) -> dict[str, str]:
+    """A JSON list with one prediction per sample, in the data's order (as the KDD Cup runner
+    writes them): strings, or objects with ``prediction``."""
+    preds = read_json(path)
+    if not isinstance(preds, list):
+        raise InputError("expected a JSON list of predictions, one per sample in data order", file=str(path))
+    if len(preds) != len(samples):
+        raise InputError(f"{len(preds)} predictions for {len(samples)} samples", file=str(path))
+    out: dict[str, str] = {}
+    for i, (s, p) in enumerate(zip(samples, preds, strict=True), start=1):
+        if isinstance(p, dict):
+            p = p.get("prediction")
+        if p is None:
+            p = ""
+        if not isinstance(p, str):
+            raise InputError("prediction must be a string", file=str(path), record=i, field="prediction")
+        out[s.id] = p
+    return out
+
+
 def load_predictions(path: str | Path, samples: Sequence[Sample]) -> dict[str, str]:
     """``{sample id: prediction text}`` from a ``.jsonl`` file or the reference layout.
 
     Positional files are aligned with ``samples``' test samples of the same task and setting,
-    in the order given (the loaders keep file order).
+    in the order given (the loaders keep file order). A ``.json`` list outside a task folder
+    holds one prediction per sample of the whole data set, in order.
     """
     p = Path(path)
     if not p.exists():
         raise InputError("file not found", file=str(p))
     if p.is_file() and p.suffix == ".jsonl":
         return _from_jsonl(p)
+    if p.is_file() and p.suffix == ".json" and not _in_task_folder(p):
+        return _from_list(p, samples)
     if p.is_dir() or p.suffix == ".json":
         return _from_reference(p, samples)
     raise InputError(

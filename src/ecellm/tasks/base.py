@@ -13,8 +13,16 @@ if TYPE_CHECKING:
     from ecellm.data.schema import Sample
 
 AnswerKind = Literal[
-    "attribute_values", "letter", "option", "yes_no", "ranking", "text",
-    "option_number", "item_order", "item_numbers", "entities",
+    "attribute_values",
+    "letter",
+    "option",
+    "yes_no",
+    "ranking",
+    "text",
+    "option_number",
+    "item_order",
+    "item_numbers",
+    "entities",
 ]
 DecodeMode = Literal["generate", "choice", "constrained"]
 Category = Literal[

@@ -36,11 +36,18 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=budget, task=task.abbr)
     if options and mode != "constrained":
-        return Request(sample.id, prompt, mode="choice", max_new_tokens=budget, choices=options, task=task.abbr)
+        return Request(
+            sample.id, prompt, mode="choice", max_new_tokens=budget, choices=options, task=task.abbr
+        )
     args = {"allowed": options} if options else {}
     return Request(
-        sample.id, prompt, mode="constrained", max_new_tokens=budget, constraint="one_of",
-        constraint_args=args, task=task.abbr,
+        sample.id,
+        prompt,
+        mode="constrained",
+        max_new_tokens=budget,
+        constraint="one_of",
+        constraint_args=args,
+        task=task.abbr,
     )
 
 

@@ -36,8 +36,13 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
     else:
         name, args = "digits_commas", {"max_chars": 3 * 5 + 4}
     return Request(
-        sample.id, prompt, mode="constrained", max_new_tokens=task.max_new_tokens, constraint=name,
-        constraint_args=args, task=task.abbr,
+        sample.id,
+        prompt,
+        mode="constrained",
+        max_new_tokens=task.max_new_tokens,
+        constraint=name,
+        constraint_args=args,
+        task=task.abbr,
     )
 
 

@@ -165,7 +165,12 @@ def read_rows(path: str | Path) -> list[tuple[dict[str, Any], str, str]]:
     inferred = Counter(types_of(r) for r, _, _ in rows if r["meta"]["task_type_inferred"])
     if inferred:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(inferred.items()))
-        log.warning("%s: %d records without task_type; inferred from the prompt: %s", p, sum(inferred.values()), counts)
+        log.warning(
+            "%s: %d records without task_type; inferred from the prompt: %s",
+            p,
+            sum(inferred.values()),
+            counts,
+        )
     return rows
 
 

@@ -24,8 +24,13 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
     width = max((len(i) for i in numbered_items(sample.instruction)), default=2)
     return Request(
-        sample.id, prompt, mode="constrained", max_new_tokens=task.max_new_tokens,
-        constraint="digits_commas", constraint_args={"max_chars": 3 * width + 2}, task=task.abbr,
+        sample.id,
+        prompt,
+        mode="constrained",
+        max_new_tokens=task.max_new_tokens,
+        constraint="digits_commas",
+        constraint_args={"max_chars": 3 * width + 2},
+        task=task.abbr,
     )
 
 

@@ -35,7 +35,7 @@ def is_official(mode: str) -> bool:
 
 def _truth(sample: Any) -> tuple[str, Any]:
     meta = sample.meta
-    for key, field in (("metric", "metric"), ("truth", "output_field")):
+    for key, field in (("truth", "output_field"), ("metric", "metric")):
         if meta.get(key) is None:
             raise InputError("needed for scoring but missing", record=sample.id, field=field)
     return meta["metric"], meta["truth"]
@@ -59,10 +59,10 @@ def score_group(
 ) -> dict[str, Any]:
     """The evaluator's per-group scorer for a ShopBench task type (see the module docstring).
 
-    Returns ``{"score", "metric", "metrics", "invalid", "row"}``: ``metric`` names the
-    record metrics used (``bleu+jp-bleu``), ``metrics`` holds the score per record metric plus
-    the micro-F1 counts, ``row`` the task's track; ``samples`` has each record's reading and score
-(left out of the evaluator's rows, which stay one line per task).
+        Returns ``{"score", "metric", "metrics", "invalid", "row"}``: ``metric`` names the
+        record metrics used (``bleu+jp-bleu``), ``metrics`` holds the score per record metric plus
+        the micro-F1 counts, ``row`` the task's track; ``samples`` has each record's reading and score
+    (left out of the evaluator's rows, which stay one line per task).
     """
     official = is_official(mode)
     read, unusable = task.extra["read"], task.extra["unusable"]
@@ -82,7 +82,11 @@ def score_group(
     for metric, idx in by_metric.items():
         if metric in M.EMBEDDING_METRICS:
             live = [i for i in idx if parsed[i] or official]
-            got = _embedding(metric, [parsed[i] for i in live], [labelled[i][1] for i in live], used) if live else []
+            got = (
+                _embedding(metric, [parsed[i] for i in live], [labelled[i][1] for i in live], used)
+                if live
+                else []
+            )
             for i in idx:
                 scores[i] = 0.0
             for i, s in zip(live, got, strict=True):
