@@ -17,7 +17,8 @@ from ecellm.evaluate.predictions import load_predictions
 from ecellm.infer.requests import build_request
 from ecellm.tasks import get_task
 from ecellm.tasks.shopbench import metrics as M
-from ecellm.tasks.shopbench.common import SYSTEM_PROMPT, cut
+from ecellm.tasks.shopbench.common import SYSTEM_PROMPT
+from ecellm.tasks.shopbench.metrics import cut
 from ecellm.tasks.shopbench.records import infer_task_type
 from ecellm.tasks.shopbench.scoring import score_group
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ecellm.tasks.base import Invalid, Task
+from ecellm.tasks.shopbench import scoring
+from ecellm.tasks.shopbench.metrics import cut
 
 FAMILY = "shopbench"
 # The starter kit's system prompt (the reference model settings of the KDD Cup).
@@ -21,7 +23,6 @@ SYSTEM_PROMPT = (
     "You are a helpful online shopping assistant. Please answer the following question about online "
     "shopping and follow the given instructions.\n\n"
 )
-MAX_OUTPUT_CHARS = 5000  # the official parsers cut every output to this length
 GENERATE_BUDGET = 100  # new tokens the official runner allows (3 for multiple choice)
 _NUMBERED = re.compile(r"^\s*(\d+)\.\s", re.M)
 
@@ -46,10 +47,6 @@ def render(sample: Any, tokenizer: Any, template: str) -> str:
         return SYSTEM_PROMPT + prompt
     messages = [{"role": "system", "content": SYSTEM_PROMPT.strip()}, {"role": "user", "content": prompt}]
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def cut(text: Any) -> str:
-    return (text if isinstance(text, str) else "")[:MAX_OUTPUT_CHARS]
 
 
 def int_list(text: str) -> list[int]:
@@ -85,7 +82,6 @@ def shop_task(
     invalid); ``gold_text(truth)`` writes the truth as a perfect answer (training targets,
     perfect-prediction checks); ``request`` builds the backend request.
     """
-    from ecellm.tasks.shopbench import scoring
 
     def parser(text: str, sample: Any, lenient: bool) -> Any:
         answer = read(cut(text), False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, render, shop_task
 from ecellm.tasks.shopbench.metrics import EMBEDDING_METRICS
 
@@ -21,8 +22,6 @@ def gold_text(truth: str | list[str]) -> str:
 
 
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    from ecellm.infer.base import Request
-
     prompt = render(sample, tokenizer, template)
     return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
 

@@ -29,6 +29,14 @@ MULTILINGUAL_HUB_ID = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-
 MULTILINGUAL_ENV = "ECELLM_MULTILINGUAL_ST_MODEL"
 
 
+MAX_OUTPUT_CHARS = 5000  # the official parsers cut every output to this length
+
+
+def cut(text: Any) -> str:
+    """An output as the official parsers see it: a string, at most 5,000 characters."""
+    return (text if isinstance(text, str) else "")[:MAX_OUTPUT_CHARS]
+
+
 EMBEDDING_METRICS = ("sent-transformer", "multilingual-sent-transformer")
 METRICS = ("accuracy", "hit rate@3", "ndcg", "micro f1", "rougel", "bleu", "jp-bleu", *EMBEDDING_METRICS)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import numbered_items, render, shop_task
 
 _LEADING = re.compile(r"\s*(\d+)")
@@ -28,8 +29,6 @@ def read(text: str, official: bool) -> int:
 
 
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    from ecellm.infer.base import Request
-
     prompt = render(sample, tokenizer, template)
     options = numbered_items(sample.instruction)
     budget = task.max_new_tokens

@@ -11,6 +11,7 @@ import ast
 import json
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, render, shop_task
 
 
@@ -32,8 +33,6 @@ def gold_text(truth: list[str]) -> str:
 
 
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    from ecellm.infer.base import Request
-
     prompt = render(sample, tokenizer, template)
     return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
 
 
@@ -25,8 +26,6 @@ def gold_text(gains: list[float]) -> str:
 
 
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    from ecellm.infer.base import Request
-
     prompt = render(sample, tokenizer, template)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)

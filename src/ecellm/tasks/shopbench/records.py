@@ -93,9 +93,10 @@ def _raw(path: Path) -> Iterator[tuple[str, Any]]:
 
 
 def _task_types() -> dict[str, Any]:
-    from ecellm.tasks.registry import all_tasks
+    """Official task type -> its task (the five modules of this family)."""
+    from ecellm.tasks.shopbench import generation, multiple_choice, ner, ranking, retrieval
 
-    return {t.extra["task_type"]: t for t in all_tasks("shopbench")}
+    return {m.TASK.extra["task_type"]: m.TASK for m in (multiple_choice, retrieval, ranking, ner, generation)}
 
 
 def _row(obj: Any, index: int, file: str, loc: str, types: dict[str, Any]) -> dict[str, Any]:
@@ -162,7 +163,8 @@ def read_rows(path: str | Path) -> list[tuple[dict[str, Any], str, str]]:
     p = Path(path)
     types = _task_types()
     rows = [(_row(obj, i, str(p), loc, types), str(p), loc) for i, (loc, obj) in enumerate(_raw(p))]
-    inferred = Counter(types_of(r) for r, _, _ in rows if r["meta"]["task_type_inferred"])
+    type_of = {t.abbr: name for name, t in types.items()}
+    inferred = Counter(type_of[r["task"]] for r, _, _ in rows if r["meta"]["task_type_inferred"])
     if inferred:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(inferred.items()))
         log.warning(
@@ -172,9 +174,3 @@ def read_rows(path: str | Path) -> list[tuple[dict[str, Any], str, str]]:
             counts,
         )
     return rows
-
-
-def types_of(row: dict[str, Any]) -> str:
-    from ecellm.tasks.registry import get_task
-
-    return get_task(row["task"]).extra["task_type"]

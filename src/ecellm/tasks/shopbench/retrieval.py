@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
 
 
@@ -17,8 +18,6 @@ def read(text: str, official: bool) -> list[int]:
 
 
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    from ecellm.infer.base import Request
-
     prompt = render(sample, tokenizer, template)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)

@@ -21,7 +21,6 @@ from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.tasks.shopbench import metrics as M
-from ecellm.tasks.shopbench.common import cut
 
 UNSPECIFIED_TRACK = "unspecified"
 EMBEDDING_MODEL_ENV = M.MULTILINGUAL_ENV
@@ -66,7 +65,7 @@ def score_group(
     """
     official = is_official(mode)
     read, unusable = task.extra["read"], task.extra["unusable"]
-    parsed = [read(cut(t), official) for t in texts]
+    parsed = [read(M.cut(t), official) for t in texts]
     labelled = [_truth(s) for s in samples]
     scores: list[Any] = [None] * len(samples)
     used: dict[str, str] = {}
