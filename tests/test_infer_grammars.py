@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,3 +120,28 @@ def test_forced_text_is_a_prefix_of_every_completion() -> None:
     r = Ranking(("A", "B"))
     assert r.forced(r.start()) == "" and r.forced(feed(r, r.start(), "B")) == ","
     assert r.forced(feed(r, r.start(), "B,")) == "A"
+
+
+def test_items_grammar_distinct_listed_numbers_of_a_count() -> None:
+    """ShopBench retrieval: exactly ``count`` distinct listed items, multi-digit ones included;
+    the shortest completion of any prefix is accepted."""
+    from ecellm.infer.grammars import Items, feed
+
+    g = make_grammar("items", {"items": [str(i) for i in range(1, 16)], "count": 3})
+    assert isinstance(g, Items)
+    for ok in ("6,9,15", "1,10,15", "15,1,2"):
+        assert accepts(g, ok), ok
+    for bad in ("1,1,2", "1,2", "1,2,3,4", "15,1,16", "", "1, 2,3", "01,2,3"):
+        assert not accepts(g, bad), bad
+    for prefix in ("", "1", "1,", "15,1", "15,14,1", "1,1"):
+        state = feed(g, g.start(), prefix)
+        assert accepts(g, prefix + g.finish(state)), prefix
+    assert accepts(make_grammar("items", {"items": ["1", "2"], "count": 9}), "2,1")  # count capped
+    from ecellm.infer.base import Request
+    from ecellm.infer.vllm_backend import constraint_spec
+
+    req = Request(
+        "r", "p", mode="constrained", constraint="items", constraint_args={"items": ["1", "15"], "count": 2}
+    )
+    regex = re.compile(constraint_spec(req)["regex"])
+    assert regex.fullmatch("15,1") and regex.fullmatch("1,15") and not regex.fullmatch("15")

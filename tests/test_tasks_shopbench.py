@@ -301,7 +301,10 @@ def test_requests_per_type_decoding_and_prompt() -> None:
         "ranking",
         {"letters": ["1", "2", "3", "4"]},
     )
-    assert (ret.mode, ret.constraint, ret.max_new_tokens) == ("constrained", "digits_commas", 100)
+    assert (ret.mode, ret.constraint, ret.max_new_tokens) == ("constrained", "items", 100)
+    assert ret.constraint_args == {"items": [str(i) for i in range(1, 16)], "count": 3}
+    kettle = build_request(hidden[4])  # "Select 1 snippet ..." of 4
+    assert kettle.constraint_args == {"items": ["1", "2", "3", "4"], "count": 1}
     for kind in ("named_entity_recognition", "generation"):
         assert (by_type[kind].mode, by_type[kind].max_new_tokens) == ("generate", 100)
     plain = build_request(hidden[0])  # no tokenizer (API backends): the system prompt as text, once

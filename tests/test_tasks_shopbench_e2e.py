@@ -51,5 +51,9 @@ def test_smollm2_predict_then_evaluate(tmp_path: Path) -> None:
         assert rows["task17"]["metric"] == "bleu+jp-bleu"
         overall = result["summary"]["shopbench"]["overall"]
         assert overall["task_mean"] == pytest.approx(sum(r["score"] for r in rows.values()) / len(rows))
-    ranked = [r["prediction"] for r in recs if r["task"] == "SB-RANK"]
-    assert all(sorted(p.split(",")) == sorted(set(p.split(","))) for p in ranked)  # permutations
+    for task, sizes in (("SB-RANK", [4, 5, 3]), ("SB-RET", [3, 1, 3])):  # listed / asked counts
+        picks = [r["prediction"].split(",") for r in recs if r["task"] == task]
+        assert sorted(len(set(p)) for p in picks) == sorted(sizes), (
+            task,
+            picks,
+        )  # distinct, as many as asked

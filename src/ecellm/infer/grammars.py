@@ -1,4 +1,4 @@
-"""Character-level grammars for constrained decoding: rankings, AVE JSON lists, digit lists.
+"""Character-level grammars for constrained decoding: rankings, AVE JSON lists, digit lists, item picks.
 
 A grammar is a tiny state machine over characters. Constrained decoding (see
 :mod:`ecellm.infer.constrained`) feeds each candidate token's text through :meth:`Grammar.step`
@@ -120,6 +120,52 @@ class DigitsCommas:
         return "" if self.accepting(state) else "0"
 
     def forced(self, state: str) -> str:
+        return ""
+
+
+@dataclass(frozen=True)
+class Items:
+    """``count`` distinct items of a listed set joined by commas, no spaces (ShopBench retrieval:
+    three of the 15 listed numbers, ``6,9,15``). Items may be several characters long and one
+    may be a prefix of another (``1`` and ``15``).
+
+    State: (items already written, the item being typed).
+    """
+
+    items: tuple[str, ...]
+    count: int
+
+    def start(self) -> tuple[tuple[str, ...], str]:
+        return ((), "")
+
+    def _free(self, used: tuple[str, ...]) -> list[str]:
+        return [i for i in self.items if i not in used]
+
+    def step(self, state: tuple[tuple[str, ...], str], ch: str) -> tuple[tuple[str, ...], str] | None:
+        used, buf = state
+        if ch == ",":
+            done = buf in self._free(used)
+            return (used + (buf,), "") if done and len(used) + 1 < self.count else None
+        cand = buf + ch
+        return (used, cand) if any(i.startswith(cand) for i in self._free(used)) else None
+
+    def accepting(self, state: tuple[tuple[str, ...], str]) -> bool:
+        used, buf = state
+        return len(used) + 1 == self.count and buf in self._free(used)
+
+    def finish(self, state: tuple[tuple[str, ...], str]) -> str:
+        used, buf = state
+        if self.accepting(state):
+            return ""
+        free = self._free(used)
+        if buf in free:  # complete item, more to come
+            rest = [i for i in free if i != buf]
+            return "," + ",".join(sorted(rest, key=len)[: self.count - len(used) - 1])
+        here = min((i for i in free if i.startswith(buf)), key=len)
+        rest = sorted((i for i in free if i != here), key=len)[: self.count - len(used) - 1]
+        return here[len(buf) :] + "".join("," + r for r in rest)
+
+    def forced(self, state: tuple[tuple[str, ...], str]) -> str:
         return ""
 
 
@@ -335,10 +381,13 @@ def make_grammar(name: str, args: dict[str, Any]) -> Grammar:
         return Ranking(tuple(args["letters"]))
     if name == "digits_commas":
         return DigitsCommas(int(args.get("max_chars", 64)))
+    if name == "items":
+        items = tuple(str(i) for i in args["items"])
+        return Items(items, max(1, min(int(args.get("count", len(items))), len(items))))
     if name in ("digits", "one_of"):
         return OneOf(tuple(str(a) for a in args.get("allowed", ())))
     if name == "ave_json":
         return AveJson(
             tuple(args["attributes"]), tuple(args.get("sources", ())), int(args.get("max_value", 48))
         )
-    raise ValueError(f"unknown constraint {name!r} (ranking, ave_json, digits_commas, digits, one_of)")
+    raise ValueError(f"unknown constraint {name!r} (ranking, ave_json, digits_commas, digits, one_of, items)")

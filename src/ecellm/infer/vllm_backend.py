@@ -15,6 +15,7 @@ per request through ``LoRARequest``.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -39,6 +40,10 @@ def constraint_spec(req: Request) -> dict[str, Any] | None:
     if req.constraint == "ranking":
         letters = "".join(args.get("letters") or "ABCDE")
         return {"regex": f"[{letters}](,[{letters}])*"}
+    if req.constraint == "items":  # distinctness is not expressible as a regex; the count is
+        alt = "|".join(sorted((re.escape(str(i)) for i in args["items"]), key=len, reverse=True))
+        count = max(1, int(args.get("count", len(args["items"]))))
+        return {"regex": f"({alt})" + f"(,({alt}))" + "{" + str(count - 1) + "}"}
     if req.constraint == "digits_commas":
         return {"regex": r"\d+(,\s?\d+)*"}
     if req.constraint == "ave_json":

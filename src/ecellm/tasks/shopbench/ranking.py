@@ -2,8 +2,8 @@
 
 Official reading: keep digits, commas and spaces, split on commas, keep values <= 5, first 5;
 any repeat empties the answer (score 0). Decoding: a permutation of the listed item numbers
-(the ranking grammar over the digits, so no repeat and no stray number can come out) when the
-items are numbered 1-9, otherwise digits and commas.
+(the ranking grammar over the digits, so no repeat and no stray number can come out); more than 9
+items: each listed number once (the items grammar); no numbered list: digits and commas.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
     items = numbered_items(sample.instruction)
     if items and all(len(i) == 1 and i != "0" for i in items):
         name, args = "ranking", {"letters": items}
+    elif items:
+        name, args = "items", {"items": items, "count": len(items)}
     else:
         name, args = "digits_commas", {"max_chars": 3 * 5 + 4}
     return Request(

@@ -1,16 +1,32 @@
 """ShopBench retrieval: pick the matching items (usually 3 of 15); the truth is 1-based numbers.
 
 Official reading: keep digits, commas and spaces, split on commas, first 3 ints, repeats kept.
-Decoding: digits and commas, at most as many characters as three of the listed numbers need,
-so the answer always reads as a non-empty number list.
+Decoding: as many distinct listed numbers as the prompt asks for ("select 3 ..."; 3 when it does
+not say, never more than are listed), joined by commas; a prompt without a numbered list gets
+digits and commas. Either way the answer reads as a non-empty number list.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ecellm.infer.base import Request
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
+
+_ASKED = re.compile(
+    r"\b(?:select|choose|pick|retrieve|find)\s+(?:the\s+)?(\d+|one|two|three|four|five)\b", re.I
+)
+_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
+
+
+def asked_count(prompt: str, default: int = 3) -> int:
+    """How many items the prompt asks for (``Select 3 snippets`` -> 3, ``choose one`` -> 1)."""
+    m = _ASKED.search(prompt)
+    if not m:
+        return default
+    word = m.group(1).lower()
+    return _WORDS[word] if word in _WORDS else int(word)
 
 
 def read(text: str, official: bool) -> list[int]:
@@ -21,14 +37,18 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
     prompt = render(sample, tokenizer, template)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-    width = max((len(i) for i in numbered_items(sample.instruction)), default=2)
+    items = numbered_items(sample.instruction)
+    if items:
+        name, args = "items", {"items": items, "count": min(asked_count(sample.instruction), len(items))}
+    else:
+        name, args = "digits_commas", {"max_chars": 3 * 2 + 2}
     return Request(
         sample.id,
         prompt,
         mode="constrained",
         max_new_tokens=task.max_new_tokens,
-        constraint="digits_commas",
-        constraint_args={"max_chars": 3 * width + 2},
+        constraint=name,
+        constraint_args=args,
         task=task.abbr,
     )
 
@@ -44,5 +64,5 @@ TASK = shop_task(
     unusable=lambda answer: not answer,
     gold_text=lambda truth: ",".join(str(t) for t in truth),
     request=request,
-    description="item numbers joined by commas; constrained to digits and commas",
+    description="item numbers joined by commas; constrained to the asked number of listed items",
 )
