@@ -340,3 +340,13 @@ def test_cli_evaluate_official_file_with_mixed_metrics_and_alias(tmp_path: Path)
     assert (tmp_path / "b.manifest.json").exists()
     bad = runner.invoke(app, ["evaluate", *common, "--mode", "offical"])
     assert isinstance(bad.exception, InputError) and "unknown mode 'offical'" in str(bad.exception)
+
+
+def test_odd_outputs_and_gains_never_crash() -> None:
+    """Lone surrogates (valid JSON, not encodable) reach jp-BLEU as U+FFFD; huge gains do not
+    overflow NDCG."""
+    jp = [s for s in load_samples(DATA) if s.meta["metric"] == "jp-bleu"][:1]
+    r = score_group(get_task("generation"), "task7", jp, ["\ud800赤い綿のシャツ"], mode="official")
+    assert 0.0 <= r["score"] <= 1.0
+    assert M.ndcg([1, 2], [2000.0, 1.0]) == pytest.approx(1.0)
+    assert M.ndcg([2, 1], [2000.0, 1.0]) == pytest.approx(1 / math.log2(3))

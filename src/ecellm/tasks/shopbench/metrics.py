@@ -16,6 +16,7 @@ import importlib
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -32,9 +33,13 @@ MULTILINGUAL_ENV = "ECELLM_MULTILINGUAL_ST_MODEL"
 MAX_OUTPUT_CHARS = 5000  # the official parsers cut every output to this length
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def cut(text: Any) -> str:
-    """An output as the official parsers see it: a string, at most 5,000 characters."""
-    return (text if isinstance(text, str) else "")[:MAX_OUTPUT_CHARS]
+    """An output as the official parsers see it: a string, at most 5,000 characters. Lone
+    surrogates (possible in JSON, not encodable) become U+FFFD so no tokenizer chokes on them."""
+    return _SURROGATE.sub("\ufffd", (text if isinstance(text, str) else "")[:MAX_OUTPUT_CHARS])
 
 
 EMBEDDING_METRICS = ("sent-transformer", "multilingual-sent-transformer")
@@ -57,14 +62,23 @@ def ndcg(pred: list[int], gains: list[float], *, official: bool = True) -> float
     ``p`` is past the list. In official mode ``p = 0`` reads ``gains[-1]`` exactly as the starter
     kit's Python indexing does; strict mode treats it as unknown (relevance 0).
     """
+    # 2^g overflows past g = 1024: with a gain above 512 every term is scaled by 2^-top, which
+    # cancels in dcg / idcg (ordinary gains keep the plain formula exactly); non-finite gains are 0.
+    gains = [float(g) if math.isfinite(g) else 0.0 for g in gains]
+    top = max(gains, default=0.0)
+    top = top if top > 512 else 0.0
+
+    def gain(rel: float) -> float:
+        return 2.0 ** (rel - top) - 2.0**-top
+
     dcg = 0.0
     for rank, item in enumerate(pred[: len(gains)], start=1):
         idx = item - 1
         in_range = idx < len(gains) if official else 0 <= idx < len(gains)
         rel = gains[idx] if in_range else 0.0
-        dcg += (2.0**rel - 1.0) / math.log2(rank + 1)
+        dcg += gain(rel) / math.log2(rank + 1)
     ideal = sorted(gains, reverse=True)
-    idcg = sum((2.0**rel - 1.0) / math.log2(rank + 1) for rank, rel in enumerate(ideal, start=1))
+    idcg = sum(gain(rel) / math.log2(rank + 1) for rank, rel in enumerate(ideal, start=1))
     return dcg / idcg if idcg > 0 else 0.0
 
 
