@@ -1,5 +1,6 @@
-"""The embedded SmolLM2 runs ``predict`` then ``evaluate`` on a small ShopBench file (14 records,
-all five task types, BLEU and jp-BLEU in one task) with no unparseable answer where decoding is
+"""The embedded SmolLM2 runs ``predict`` on a small ShopBench file in the hidden-test format
+(prompts only: 14 records, all five task types) and ``evaluate`` scores it against the same
+records with truths (BLEU and jp-BLEU in one task), with no unparseable answer where decoding is
 constrained or scored by choice (multiple choice, ranking, retrieval)."""
 
 from __future__ import annotations
@@ -24,10 +25,14 @@ def test_smollm2_predict_then_evaluate(tmp_path: Path) -> None:
     data = tmp_path / "development.json"
     lines = MIXED.read_text(encoding="utf-8").splitlines()
     skip = ("sent-transformer", '"rougel"', "Acme")
-    data.write_text("\n".join(ln for ln in lines if not any(k in ln for k in skip)) + "\n", encoding="utf-8")
+    kept = [ln for ln in lines if not any(k in ln for k in skip)]
+    data.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    hidden = tmp_path / "hidden.json"  # what a runner gets: the prompt and the multiple-choice flag
+    prompts = [{k: json.loads(ln)[k] for k in ("input_field", "is_multiple_choice")} for ln in kept]
+    hidden.write_text(json.dumps(prompts, ensure_ascii=False), encoding="utf-8")
     out = tmp_path / "predictions.jsonl"
     model = ecellm.load_model("smollm2-135m")
-    model.predict_file(data, out, progress=False)
+    model.predict_file(hidden, out, progress=False)
     recs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(recs) == 14
     modes = {r["task"]: r["mode"] for r in recs}

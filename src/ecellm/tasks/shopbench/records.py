@@ -25,6 +25,7 @@ from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.io import iter_jsonl, read_json
+from ecellm.tasks.shopbench import generation, multiple_choice, ner, ranking, retrieval
 from ecellm.tasks.shopbench import metrics as M
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ def _raw(path: Path) -> Iterator[tuple[str, Any]]:
 
 def _task_types() -> dict[str, Any]:
     """Official task type -> its task (the five modules of this family)."""
-    from ecellm.tasks.shopbench import generation, multiple_choice, ner, ranking, retrieval
-
     return {m.TASK.extra["task_type"]: m.TASK for m in (multiple_choice, retrieval, ranking, ner, generation)}
 
 
