@@ -6,18 +6,27 @@ Templates:
 - ``mistral``: the same body wrapped in ``[INST] ... [/INST]`` before the response marker.
 - ``chat``: the body as one user turn through the tokenizer's own chat template (for instruct
   models); requires a tokenizer that has one.
+- ``alpaca-ref``, ``mistral-ref``: the reference eCeLLM ``Prompter`` output, byte for byte (the
+  released eCeLLM checkpoints were tuned on these). They differ from ``alpaca``/``mistral`` in
+  two ways: the options field is pasted as the reference stores it (a JSON list string, a
+  Python-repr list for SR) instead of one option per line, and the Mistral variant closes with
+  ``"\n\n [/INST] ### Response:\n"``.
+- ``flan-t5-ref``: the reference's Flan-T5 encoder input, which is the ``alpaca-ref`` text (the
+  answer goes to the decoder, so there is no response to split off).
 
-Options are rendered one per line, in order, exactly as stored in the sample.
+In ``alpaca``/``mistral`` options are rendered one per line, in order, exactly as stored.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from ecellm.data.schema import Sample
 
-Template = Literal["alpaca", "mistral", "chat"]
-TEMPLATES: tuple[str, ...] = ("alpaca", "mistral", "chat")
+Template = Literal["alpaca", "mistral", "chat", "alpaca-ref", "mistral-ref", "flan-t5-ref"]
+TEMPLATES: tuple[str, ...] = ("alpaca", "mistral", "chat", "alpaca-ref", "mistral-ref", "flan-t5-ref")
+REFERENCE_TEMPLATES: tuple[str, ...] = ("alpaca-ref", "mistral-ref", "flan-t5-ref")
 
 PREAMBLE = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
@@ -36,8 +45,35 @@ def render_body(sample: Sample) -> str:
     return "\n\n".join(parts)
 
 
+def reference_options(sample: Sample) -> str:
+    """The options field as the reference stores and pastes it: the string a loader read from a
+    reference file when it differs from the canonical form (``meta["options_text"]``), else the
+    canonical form of the reference's builders: ``json.dumps`` of the list, Python ``repr`` for SR;
+    ``""`` when there are no options."""
+    raw = sample.meta.get("options_text")
+    if isinstance(raw, str):
+        return raw
+    if not sample.options:
+        return ""
+    return repr(list(sample.options)) if sample.task == "SR" else json.dumps(list(sample.options))
+
+
+def render_reference(sample: Sample, template: str) -> str:
+    """The reference ``Prompter.generate_prompt`` text: the options section only when the options
+    field is non-empty; instruction, input and options substituted as they are."""
+    options = reference_options(sample)
+    body = f"### Instruction:\n{sample.instruction}\n\n### Input:\n{sample.input}\n\n"
+    if options:
+        body += f"### Options:\n{options}\n\n"
+    if template == "mistral-ref":
+        return f"[INST] {PREAMBLE}\n\n{body} [/INST] {RESPONSE_MARKER}\n"
+    return f"{PREAMBLE}\n\n{body}{RESPONSE_MARKER}\n"
+
+
 def render_prompt(sample: Sample, template: str = "alpaca", tokenizer: Any = None) -> str:
     """Everything the model sees before its answer."""
+    if template in REFERENCE_TEMPLATES:
+        return render_reference(sample, template)
     body = render_body(sample)
     if template == "alpaca":
         return f"{PREAMBLE}\n\n{body}\n\n{RESPONSE_MARKER}\n"

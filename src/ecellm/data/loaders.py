@@ -116,7 +116,7 @@ def row_to_sample(row: dict[str, Any], *, file: str, record: int | str) -> Sampl
     except (ValueError, SyntaxError) as exc:
         raise InputError(str(exc), file=file, record=record, field=field) from None
     try:
-        return Sample(
+        sample = Sample(
             id=str(row["id"]),
             task=row["task"],
             setting=row["setting"],
@@ -131,6 +131,18 @@ def row_to_sample(row: dict[str, Any], *, file: str, record: int | str) -> Sampl
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"]) or None
         raise InputError(err["msg"], file=file, record=record, field=loc) from None
+    return _keep_options_text(sample, row.get("options"))
+
+
+def _keep_options_text(sample: Sample, raw: Any) -> Sample:
+    """Keep an options string the reference templates could not re-create from the list (another
+    JSON spacing, non-ASCII kept, ...) in ``meta["options_text"]``, so that ``alpaca-ref`` and
+    ``mistral-ref`` paste exactly what the file holds; the usual case adds nothing."""
+    from ecellm.prompts import reference_options
+
+    if isinstance(raw, str) and raw.strip() and reference_options(sample) != raw:
+        sample.meta["options_text"] = raw
+    return sample
 
 
 class _Selector:

@@ -63,7 +63,7 @@ class TrainConfig(_Strict):
     """A complete, reproducible fine-tuning recipe."""
 
     model: str = "smollm2-135m"
-    template: Literal["alpaca", "mistral", "chat"] = "alpaca"
+    template: Literal["alpaca", "mistral", "chat", "alpaca-ref", "mistral-ref", "flan-t5-ref"] = "alpaca"
     trust_remote_code: bool = False
     method: Literal["lora", "qlora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
