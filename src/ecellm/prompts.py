@@ -89,6 +89,36 @@ def render_prompt(sample: Sample, template: str = "alpaca", tokenizer: Any = Non
     raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
 
 
+def turn_parts(template: str) -> tuple[str, str]:
+    """The text around one user turn in a paper template: ``prefix + content + suffix``.
+
+    The turn's content takes the instruction's place, so a message ``"Judge.\n\n### Input:\nNice."``
+    renders exactly as a sample with that instruction and input would; the server's chat endpoint
+    and the chat template written into exported GGUF files both use these parts."""
+    if template not in TEMPLATES or template == "chat":
+        raise ValueError(f"template {template!r} has no fixed turn text")
+    head = f"{PREAMBLE}\n\n### Instruction:\n"
+    if template == "mistral":
+        return f"[INST] {head}", f" [/INST]\n\n{RESPONSE_MARKER}\n"
+    if template == "mistral-ref":
+        return f"[INST] {head}", f"\n\n [/INST] {RESPONSE_MARKER}\n"
+    return head, f"\n\n{RESPONSE_MARKER}\n"
+
+
+def render_chat(messages: list[dict[str, str]], template: str, tokenizer: Any = None) -> str:
+    """Chat messages as the prompt a model tuned with ``template`` expects. ``chat`` uses the
+    tokenizer's own chat template; the paper templates are single-turn, so system texts and the
+    user message are joined into one turn and an assistant turn is refused."""
+    if template == "chat":
+        if tokenizer is None or not getattr(tokenizer, "chat_template", None):
+            raise ValueError("this model's tokenizer has no chat template; use /v1/completions")
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if any(m["role"] not in ("system", "user") for m in messages):
+        raise ValueError(f"template {template!r} is single-turn: send system and user messages only")
+    prefix, suffix = turn_parts(template)
+    return prefix + "\n\n".join(m["content"] for m in messages) + suffix
+
+
 def render_target(sample: Sample, eos_token: str | None = None) -> str:
     """The training target that follows the prompt: the gold output, then EOS."""
     return sample.output + (eos_token or "")

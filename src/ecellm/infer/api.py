@@ -18,12 +18,14 @@ from ecellm.infer.predict import make_requests, predict, run_records
 
 @dataclass
 class Model:
-    """A loaded backend plus the prompt template it is used with."""
+    """A loaded backend plus the prompt template it is used with (and where that came from, see
+    :mod:`ecellm.infer.template`)."""
 
     backend: Any
     spec: str
     adapter: str | None = None
     template: str = "alpaca"
+    template_source: str = "explicit"
 
     @property
     def tokenizer(self) -> Any:
@@ -48,6 +50,7 @@ class Model:
             adapter=self.adapter,
             backend=self.backend,
             template=self.template,
+            template_source=self.template_source,
             **kw,
         )
 
@@ -71,17 +74,17 @@ def load_model(
     *,
     adapter: str | None = None,
     backend: str = "hf",
-    template: str = "alpaca",
+    template: str | None = None,
     **kw: Any,
 ) -> Model:
     """Load ``spec`` (embedded name, HF id or folder, ``.gguf`` file; for API backends the
     remote model name) behind ``backend``. ``kw`` goes to the backend (``batch_size``,
-    ``threads``, ``trust_remote_code`` for hf; ``base_url``... for openai)."""
+    ``threads``, ``trust_remote_code`` for hf; ``base_url``... for openai). ``template=None``
+    uses the model's own (:func:`ecellm.infer.template.resolve_template`)."""
     from ecellm.infer.backends import get_backend
-    from ecellm.prompts import TEMPLATES
+    from ecellm.infer.template import resolve_template
 
-    if template not in TEMPLATES:
-        raise ValueError(f"unknown template {template!r}; choose one of {', '.join(TEMPLATES)}")
+    choice = resolve_template(spec, adapter, template)
     if backend == "hf":
         engine = get_backend("hf", model=spec, adapter=adapter, **kw)
     elif backend == "llamacpp":
@@ -94,4 +97,6 @@ def load_model(
         if adapter:
             kw["adapter"] = adapter
         engine = get_backend(backend, model=spec, **kw)
-    return Model(backend=engine, spec=spec, adapter=adapter, template=template)
+    return Model(
+        backend=engine, spec=spec, adapter=adapter, template=choice.template, template_source=choice.source
+    )

@@ -36,6 +36,9 @@ class Request:
     # {"attributes": [...], "sources": [...]} for AVE JSON.
     constraint_args: dict[str, Any] = field(default_factory=dict)
     task: str | None = None
+    # Sampling (generate mode, hf backend): temperature 0 is greedy; see ecellm.infer.decoding.
+    temperature: float = 0.0
+    top_p: float = 1.0
 
 
 @dataclass

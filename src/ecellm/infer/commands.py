@@ -25,7 +25,18 @@ def predict_cmd(
     mode: str = typer.Option(
         "auto", "--mode", help="auto (per-task default), generate, choice or constrained."
     ),
-    template: str = typer.Option("alpaca", "--template", help="alpaca, mistral or chat."),
+    template: str | None = typer.Option(
+        None,
+        "--template",
+        help="alpaca, mistral, chat, alpaca-ref, mistral-ref or flan-t5-ref; default: the model's own "
+        "(its training record, a NingLab eCeLLM checkpoint's reference template, else alpaca).",
+    ),
+    decoding: str = typer.Option(
+        "greedy",
+        "--decoding",
+        help="greedy (default) or reference (sampling: T 0.15, top_p 0.95, 100 tokens).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Random seed (the reference decoding samples)."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run: skip ids already in --out."
     ),
@@ -86,6 +97,8 @@ def predict_cmd(
         backend=backend,
         mode=mode,
         template=template,
+        decoding=decoding,
+        seed=seed,
         resume=resume,
         overwrite=overwrite,
         batch_size=batch_size,

@@ -117,6 +117,7 @@ class HFBackend:
 
     name = "hf"
     supported_modes = frozenset({"generate", "choice", "constrained"})
+    supports_sampling = True  # honours Request.temperature / top_p (seeded by the caller)
 
     def __init__(
         self,
@@ -280,9 +281,15 @@ class HFBackend:
             processors.append(proc)
         elif stop:
             criteria.append(_StopOnStrings(tok, width, stop))
+        # a preset's sampling (ecellm.infer.decoding) is the same for every request of a run
+        sampling = (
+            {"do_sample": True, "temperature": batch[0].temperature, "top_p": batch[0].top_p}
+            if batch[0].temperature > 0 and not constrained
+            else {"do_sample": False}
+        )
         config = GenerationConfig(
             max_new_tokens=max(r.max_new_tokens for r in batch),
-            do_sample=False,
+            **sampling,
             num_beams=1,
             pad_token_id=self._pad_id(),
             eos_token_id=tok.eos_token_id,
@@ -413,7 +420,7 @@ class HFBackend:
                 raw = tok.decode(toks, skip_special_tokens=True)
                 # new text only: cut at the first stop string before any marker handling, so a
                 # model that writes a second "### Response:" keeps its first answer
-                text = extract_response(cut_at_stop(raw, r.stop or STOP_STRINGS))
+                text = extract_response(cut_at_stop(raw, r.stop or STOP_STRINGS), r.stop or STOP_STRINGS)
             out.append(
                 Completion(
                     id=r.id,

@@ -120,7 +120,7 @@ def predict(
     adapter: str | None = None,
     backend: str | Any = "hf",
     mode: str = "auto",
-    template: str = "alpaca",
+    template: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     batch_size: int = 8,
@@ -128,14 +128,27 @@ def predict(
     progress: bool = True,
     backend_kw: dict[str, Any] | None = None,
     source: str | None = None,
+    template_source: str | None = None,
+    decoding: str = "greedy",
+    seed: int = SEED,
 ) -> Path:
     """Predict every sample into ``out`` (JSONL); returns ``out``.
 
     ``samples`` is a list of samples or a path :func:`ecellm.data.loaders.load_samples` reads.
     ``backend`` is a registry name (see :mod:`ecellm.infer.backends`) or an already built
     backend object (reused, e.g. by :class:`ecellm.infer.api.Model`). ``source`` names the data
-    in the manifest when ``samples`` is a list.
+    in the manifest when ``samples`` is a list. ``template=None`` uses the model's own template
+    (see :mod:`ecellm.infer.template`; ``template_source`` says where a given one came from);
+    ``decoding`` is a preset of :mod:`ecellm.infer.decoding` (``greedy`` or ``reference``).
     """
+    from ecellm.infer import decoding as presets
+    from ecellm.infer.template import resolve_template
+
+    preset = presets.get_preset(decoding)
+    mode = presets.check_mode(preset, mode)
+    if template_source is None:
+        choice = resolve_template(model, adapter, template)
+        template, template_source = choice.template, choice.source
     source = source or (str(samples) if isinstance(samples, str | os.PathLike) else "<samples>")
     if isinstance(samples, str | os.PathLike):
         from ecellm.data.loaders import load_samples
@@ -161,25 +174,30 @@ def predict(
         kw = dict(backend_kw or {})
         if backend == "hf":
             kw.setdefault("batch_size", batch_size)
-        engine = load_model(model, adapter=adapter, backend=backend, template=template, **kw).backend
+        engine = load_model(model, adapter=adapter, backend=backend, **kw).backend
     else:
         engine = backend
+    if preset.temperature > 0 and not getattr(engine, "supports_sampling", False):
+        name = getattr(engine, "name", backend)
+        raise ValueError(f"decoding {decoding!r} samples; backend {name!r} cannot")
     import torch
 
-    torch.manual_seed(SEED)
+    torch.manual_seed(seed)
     # requests for every sample (cheap), so the manifest's per-task modes cover resumed runs too
     all_requests = make_requests(engine, samples, mode=mode, template=template)
+    all_requests = presets.apply_preset(all_requests, preset, template)
     requests = [r for r in all_requests if r.id not in done]
     config = {
         "model": model,
         "adapter": adapter,
         "backend": getattr(engine, "name", str(backend)),
         "template": template,
+        "template_source": template_source,
         "mode": mode,
         "batch_size": batch_size,
         "limit": limit,
-        "seed": SEED,
-        "decoding": "greedy",
+        "seed": seed,
+        "decoding": preset.describe(seed),
         "data": source,
     }
     info = {"modes": modes_by_task(all_requests), "n_samples": len(samples), "resumed_done": len(done)}
