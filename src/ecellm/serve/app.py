@@ -52,19 +52,22 @@ def create_app(
     max_prompts: int = 64,
     max_batch: int = 8,
     trust_remote_code: bool = False,
+    template: str | None = None,
 ) -> FastAPI:
     """Build the app. Pass ``loaded`` to serve a model already in memory (tests, notebooks).
 
     ``token`` (or ``$ECELLM_SERVER_TOKEN``) turns on bearer authentication for ``/v1``;
     ``/health`` stays open so load balancers can probe it. Requests naming another model than
     ``served_name`` (default: the model spec) get 404, as from OpenAI, instead of an answer
-    from the wrong model.
+    from the wrong model. ``template=None`` serves chat in the model's own template (see
+    :func:`serving_template`).
     """
     if loaded is None:
         from ecellm.models.loading import load_model_and_tokenizer
 
         loaded = load_model_and_tokenizer(model_spec, adapter=adapter, trust_remote_code=trust_remote_code)
-    engine = Engine(loaded, max_batch=max_batch)
+    choice = serving_template(loaded, template)
+    engine = Engine(loaded, max_batch=max_batch, template=choice.template)
     name = served_name or model_spec
     secret = resolve_token(token)
     created = int(time.time())
@@ -72,6 +75,8 @@ def create_app(
     app = FastAPI(title="ecellm", description="OpenAI-compatible API over an ecellm model")
     app.state.engine = engine
     app.state.served_name = name
+    app.state.template = choice
+    about = {"template": choice.template, "template_source": choice.source}
 
     def authorize(request: Request) -> None:
         if secret and not token_matches(request.headers.get("authorization"), secret):
@@ -111,13 +116,13 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name}
+        return {"status": "ok", "model": name, **about}
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def models() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm"}],
+            "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm", **about}],
         }
 
     @app.post("/v1/completions", dependencies=[Depends(authorize)])
@@ -165,11 +170,11 @@ def create_app(
             (gen,) = engine.generate(
                 [prompt],
                 max_tokens=max_tokens,
-                stop=body.stop_list(),
+                stop=body.stop_list() or engine.chat_stop(),
                 temperature=body.temperature,
                 top_p=body.top_p,
                 seed=body.seed,
-                add_special_tokens=False,
+                add_special_tokens=engine.template != "chat",
             )
         except ValueError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from exc
@@ -189,3 +194,18 @@ def create_app(
         }
 
     return app
+
+
+def serving_template(loaded: LoadedModel, explicit: str | None = None) -> Any:
+    """The template chat requests are rendered in, as a ``TemplateChoice``: the explicit one, the
+    one the model was tuned with (training record, NingLab checkpoint); a model that records none
+    is chatted with through its tokenizer's chat template when it has one (the format an untuned
+    instruct model knows), else ecellm's default."""
+    from ecellm.infer.template import TemplateChoice, checkpoint_template, resolve_template
+
+    spec, adapter = loaded.source.spec, loaded.adapter
+    choice = resolve_template(spec, adapter, explicit)
+    named = checkpoint_template(spec) or checkpoint_template(adapter)
+    if choice.source == "model default" and not named and getattr(loaded.tokenizer, "chat_template", None):
+        return TemplateChoice("chat", "model default")
+    return choice

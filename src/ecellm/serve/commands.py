@@ -32,6 +32,12 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(
             False, "--trust-remote-code", help="Run model code from the hub (off)."
         ),
+        template: str | None = typer.Option(
+            None,
+            "--template",
+            help="Chat prompt format; default: the model's own (training record, NingLab checkpoint, "
+            "else the tokenizer's chat template).",
+        ),
     ) -> None:
         """Serve a model over an OpenAI-compatible HTTP API (bound to localhost by default)."""
         from ecellm.serve.run import serve
@@ -45,4 +51,5 @@ def register(app: typer.Typer) -> None:
             served_name=served_name,
             max_tokens_limit=max_tokens_limit,
             trust_remote_code=trust_remote_code,
+            template=template,
         )

@@ -66,9 +66,10 @@ def cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 class Engine:
     """Generation and scoring on one :class:`LoadedModel`, safe to call from server threads."""
 
-    def __init__(self, loaded: LoadedModel, *, max_batch: int = 8) -> None:
+    def __init__(self, loaded: LoadedModel, *, max_batch: int = 8, template: str = "chat") -> None:
         self.loaded = loaded
         self.max_batch = max_batch
+        self.template = template  # how chat messages become a prompt (ecellm.prompts.render_chat)
         self._lock = threading.Lock()
         config = loaded.model.config
         self.max_context: int | None = getattr(config, "max_position_embeddings", None)
@@ -82,10 +83,18 @@ class Engine:
         return len(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """Render chat messages with the tokenizer's own template (the format the model was tuned on)."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("this model's tokenizer has no chat template; use /v1/completions")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        """Render chat messages in the format the model was tuned on: the tokenizer's chat template
+        or a paper template (see :func:`ecellm.prompts.render_chat`)."""
+        from ecellm.prompts import render_chat
+
+        return render_chat(messages, self.template, self.tokenizer)
+
+    def chat_stop(self) -> list[str]:
+        """Stop strings for chat replies: a paper template's section markers (a chat template ends
+        turns with its own end-of-turn token)."""
+        from ecellm.prompts import STOP_STRINGS
+
+        return [] if self.template == "chat" else list(STOP_STRINGS)
 
     # -- generation ------------------------------------------------------------------------
     def generate(

@@ -32,8 +32,11 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="base model (default: the one recorded at training)")
         ] = None,
         dtype: Annotated[str, typer.Option(help="gguf tensor type: f32 or f16")] = "f16",
+        template: Annotated[
+            str | None, typer.Option(help="prompt template (default: the one recorded at training)")
+        ] = None,
     ) -> None:
         """Merge an adapter into its base model (safetensors), or write a GGUF file for llama.cpp/Ollama."""
         from ecellm.train.export import export
 
-        typer.echo(str(export(adapter, out, fmt=fmt, base=base, dtype=dtype)))
+        typer.echo(str(export(adapter, out, fmt=fmt, base=base, dtype=dtype, template=template)))

@@ -4,6 +4,10 @@ GGUF is written with the ``gguf`` package's ``GGUFWriter`` (no llama.cpp code) f
 architecture family (Llama, Mistral and SmolLM2 all use it), as f32/f16 tensors. Quantizing
 further (Q4_K etc.) is llama.cpp's ``llama-quantize`` job on the file written here. Other
 architectures raise a clear error rather than writing a file llama.cpp would misread.
+
+The prompt template goes with the export: the one the adapter was tuned with (or an explicit
+one, see :mod:`ecellm.infer.template`) is recorded in the manifest, written into the GGUF file as
+its chat template and into an Ollama ``Modelfile`` beside it (:mod:`ecellm.train.chat_formats`).
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ def _untie_adapted_head(peft_model: Any) -> None:
         cfg.tie_word_embeddings = False
 
 
-def merge(adapter: str, out: str | Path, *, base: str | None = None) -> Path:
-    """Fold the LoRA weights into the base and save a plain safetensors model folder."""
+def merge(adapter: str, out: str | Path, *, base: str | None = None, template: Any = None) -> Path:
+    """Fold the LoRA weights into the base and save a plain safetensors model folder
+    (``template``: the ``TemplateChoice`` the manifest records)."""
     from peft import PeftModel
 
     from ecellm.models.loading import load_model_and_tokenizer
@@ -78,7 +83,12 @@ def merge(adapter: str, out: str | Path, *, base: str | None = None) -> Path:
     write_manifest(
         tmp / "manifest.json",
         kind="export-merged",
-        config={"adapter": adapter, "base": base},
+        config={
+            "adapter": adapter,
+            "base": base,
+            "template": getattr(template, "template", None),
+            "template_source": getattr(template, "source", None),
+        },
         model=loaded.describe(),
     )
     if out.exists():
@@ -94,13 +104,13 @@ def _permute_rotary(w: Any, n_head: int) -> Any:
     return w.reshape(n_head, 2, rows // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def _copy_tokenizer_fields(writer: Any, source_gguf: Path) -> bool:
+def _copy_tokenizer_fields(writer: Any, source_gguf: Path, *, skip: tuple[str, ...] = ()) -> bool:
     """Reuse the tokenizer metadata of the GGUF the base came from (exact, incl. pre-tokenizer)."""
     import gguf
 
     reader = gguf.GGUFReader(str(source_gguf))
     for key, field in reader.fields.items():
-        if not key.startswith("tokenizer."):
+        if not key.startswith("tokenizer.") or key in skip:
             continue
         vtype = field.types[0]
         value = field.contents()
@@ -111,7 +121,7 @@ def _copy_tokenizer_fields(writer: Any, source_gguf: Path) -> bool:
     return True
 
 
-def _hf_tokenizer_fields(writer: Any, folder: Path) -> None:
+def _hf_tokenizer_fields(writer: Any, folder: Path, *, own_chat_template: bool = False) -> None:
     """Tokenizer metadata from HF tokenizer files via the gguf package's vocab readers."""
     import gguf
     from gguf.vocab import BpeVocab, LlamaHfVocab, SpecialVocab
@@ -132,14 +142,23 @@ def _hf_tokenizer_fields(writer: Any, folder: Path) -> None:
     writer.add_token_types(types)
     if vocab.name != "bpe":
         writer.add_token_scores(scores)
-    SpecialVocab(folder, load_merges=True, n_vocab=len(tokens)).add_to_gguf(writer)
+    special = SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
+    if own_chat_template:
+        special.chat_template = None
+    special.add_to_gguf(writer)
     del gguf
 
 
 def to_gguf(
-    model_dir: str | Path, out_file: str | Path, *, dtype: str = "f16", source_gguf: str | Path | None = None
+    model_dir: str | Path,
+    out_file: str | Path,
+    *,
+    dtype: str = "f16",
+    source_gguf: str | Path | None = None,
+    chat_template: str | None = None,
 ) -> Path:
-    """Write a merged Llama-family model folder as one GGUF file (f32 or f16 weights)."""
+    """Write a merged Llama-family model folder as one GGUF file (f32 or f16 weights);
+    ``chat_template`` replaces the tokenizer's own."""
     import gguf
     import numpy as np
     from safetensors.numpy import load_file
@@ -177,10 +196,13 @@ def to_gguf(
     writer.add_rope_dimension_count(head_dim)
     writer.add_vocab_size(cfg.vocab_size)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if dtype == "f16" else gguf.LlamaFileType.ALL_F32)
+    own = chat_template is not None
     if source_gguf and Path(source_gguf).exists():
-        _copy_tokenizer_fields(writer, Path(source_gguf))
+        _copy_tokenizer_fields(writer, Path(source_gguf), skip=("tokenizer.chat_template",) if own else ())
     else:
-        _hf_tokenizer_fields(writer, model_dir)
+        _hf_tokenizer_fields(writer, model_dir, own_chat_template=own)
+    if own:
+        writer.add_chat_template(chat_template)
     names = gguf.get_tensor_name_map(arch, cfg.num_hidden_layers)
     tensors: dict[str, Any] = {}
     for f in sorted(model_dir.glob("*.safetensors")):
@@ -207,18 +229,41 @@ def to_gguf(
 
 
 def export(
-    adapter: str, out: str | Path, *, fmt: str = "merged", base: str | None = None, dtype: str = "f16"
+    adapter: str,
+    out: str | Path,
+    *,
+    fmt: str = "merged",
+    base: str | None = None,
+    dtype: str = "f16",
+    template: str | None = None,
 ) -> Path:
-    """``merged``: a safetensors model folder. ``gguf``: that folder plus ``model-{dtype}.gguf`` in it."""
+    """``merged``: a safetensors model folder. ``gguf``: that folder plus ``model-{dtype}.gguf``
+    and an Ollama ``Modelfile`` in it. ``template=None``: the one the adapter was tuned with."""
+    from ecellm.infer.template import resolve_template
+    from ecellm.train.chat_formats import jinja_chat_template, modelfile
+
     if not Path(adapter).is_dir():
         raise InputError("adapter folder not found", file=adapter)
     if fmt not in ("merged", "gguf"):
         raise InputError(f"unknown export format {fmt!r}: use merged or gguf", field="format")
-    folder = merge(adapter, out, base=base)
+    choice = resolve_template(adapter, None, template)
+    folder = merge(adapter, out, base=base, template=choice)
     if fmt == "merged":
         return folder
+    from transformers import AutoTokenizer
+
     from ecellm.models.registry import resolve_model
 
     src = resolve_model(_base_of(adapter, base)) if (Path(adapter) / "adapter_config.json").exists() else None
     source_gguf = Path(src.path) / src.gguf_file if src is not None and src.gguf_file else None
-    return to_gguf(folder, folder / f"model-{dtype}.gguf", dtype=dtype, source_gguf=source_gguf)
+    tok_template = getattr(AutoTokenizer.from_pretrained(folder), "chat_template", None)
+    gguf_file = to_gguf(
+        folder,
+        folder / f"model-{dtype}.gguf",
+        dtype=dtype,
+        source_gguf=source_gguf,
+        chat_template=None if choice.template == "chat" else jinja_chat_template(choice.template),
+    )
+    text = modelfile(gguf_file.name, choice.template, choice.source, tok_template)
+    (folder / "Modelfile").write_text(text, encoding="utf-8")
+    return gguf_file
