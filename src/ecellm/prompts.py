@@ -119,8 +119,13 @@ def render_chat(messages: list[dict[str, str]], template: str, tokenizer: Any = 
     return prefix + "\n\n".join(m["content"] for m in messages) + suffix
 
 
-def render_target(sample: Sample, eos_token: str | None = None) -> str:
-    """The training target that follows the prompt: the gold output, then EOS."""
+def render_target(sample: Sample, eos_token: str | None = None, template: str | None = None) -> str:
+    """The training target that follows the prompt: the gold output, then EOS. Under
+    ``flan-t5-ref`` an AVE target drops its braces (see :func:`ecellm.tasks.parsing.braceless`)."""
+    if template == "flan-t5-ref" and sample.task == "AVE":
+        from ecellm.tasks.parsing import braceless
+
+        return braceless(sample.output) + (eos_token or "")
     return sample.output + (eos_token or "")
 
 

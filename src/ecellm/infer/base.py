@@ -39,6 +39,9 @@ class Request:
     # Sampling (generate mode, hf backend): temperature 0 is greedy; see ecellm.infer.decoding.
     temperature: float = 0.0
     top_p: float = 1.0
+    # Rewrite of the answer text after generation: "ave_braces" restores the braces a Flan-T5
+    # AVE answer is trained without (template flan-t5-ref, see ecellm.tasks.parsing.braceless).
+    postprocess: str | None = None
 
 
 @dataclass

@@ -112,6 +112,17 @@ def build_request(
     if task.request_builder is not None:  # a family with its own prompts and decoding
         return task.request_builder(task, sample, mode=mode, template=template, tokenizer=tokenizer)
     prompt = render_prompt(sample, template, tokenizer)
+    if template == "flan-t5-ref" and task.answer_kind == "attribute_values":
+        # braceless answers: no JSON grammar applies; braces are restored after generation
+        return Request(
+            sample.id,
+            prompt,
+            mode="generate",
+            max_new_tokens=task.max_new_tokens,
+            stop=STOP_STRINGS,
+            task=task.abbr,
+            postprocess="ave_braces",
+        )
     wanted = task.decode if mode == "auto" else mode
     if wanted == "constrained" and task.answer_kind in _CLOSED:
         wanted = "choice"

@@ -155,6 +155,43 @@ def parse_json_list(text: str, sample: Any, lenient: bool) -> list[Any] | Invali
     return Invalid("not a JSON list")
 
 
+def braceless(output: str) -> str:
+    """An AVE answer without ``{``/``}``: the Flan-T5 target (T5's vocabulary has no braces, so a
+    JSON target would teach it to emit unknown tokens that decode to nothing). Items stay
+    separated by ``, "attribute"``, which :func:`parse_braceless` splits on."""
+    return output.replace("{", "").replace("}", "")
+
+
+def parse_braceless(text: str, sample: Any = None, lenient: bool = False) -> list[Any] | Invalid:
+    """Read a braceless AVE answer (``["attribute": "color", "value": "red", "source": ...]``)
+    back into a list of objects; a proper JSON list is returned as it is. Every item is kept (the
+    reference's T5 evaluator kept only the last one, a defect not reproduced here)."""
+    t = text.strip()
+    try:
+        val = json.loads(t)
+        if isinstance(val, list):
+            return val
+    except json.JSONDecodeError:
+        pass
+    body = t.removeprefix("[").removesuffix("]").strip()
+    items = []
+    for piece in re.split(r',\s*(?="attribute")', body):
+        piece = piece.strip().strip(",").strip()
+        if not piece:
+            continue
+        try:
+            items.append(json.loads("{" + piece + "}"))
+        except json.JSONDecodeError:
+            continue
+    return items if items else Invalid("not a braceless attribute list")
+
+
+def restore_braces(text: str) -> str:
+    """A braceless AVE answer as the JSON list the evaluators read (unchanged when unreadable)."""
+    got = parse_braceless(text)
+    return json.dumps(got, ensure_ascii=False) if isinstance(got, list) else text
+
+
 def parse_text(text: str, sample: Any, lenient: bool) -> str | Invalid:
     """Free text (AG): anything non-empty. Lenient peels a leading "Answer:"."""
     t = _clean(text, lenient)

@@ -97,6 +97,11 @@ class TrainConfig(_Strict):
         default="auto",
         description="auto: eager on CPU (its backward is faster there than SDPA's), else the model's default",
     )
+    loss_normalization: Literal["per_token", "per_sample"] = Field(
+        default="per_token",
+        description="per_token: every answer token weighs the same; per_sample: every sample does "
+        "(mean of per-sample token means, as the reference trains)",
+    )
     target_only_logits: bool = Field(
         default=True, description="compute vocabulary logits only at answer tokens (same loss, less work)"
     )

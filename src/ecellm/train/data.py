@@ -164,7 +164,8 @@ def encode(
     for s in samples:
         stats.samples += 1
         prompt_ids = tokenizer(render_prompt(s, template, tokenizer))["input_ids"]
-        target_ids = tokenizer(render_target(s, None), add_special_tokens=False)["input_ids"] + [eos]
+        target = render_target(s, None, template)
+        target_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [eos]
         stats.prompt_tokens.append(len(prompt_ids))
         stats.target_tokens.append(len(target_ids))
         if seq2seq:

@@ -8,6 +8,7 @@ the same cross-entropy over the same tokens, so the result equals the model's ow
 
 Encoder-decoder models get :func:`seq2seq_loss`: their decoder only ever sees the answer, so
 there is nothing to skip, but the normalisation must match the Trainer's accumulation.
+:func:`per_sample_loss` is the reference's normalisation (``loss_normalization: per_sample``).
 """
 
 from __future__ import annotations
@@ -70,6 +71,74 @@ def seq2seq_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch
     return total / denom
 
 
+def sample_ids(inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A sample number for every label position: rows are samples, except packed rows, whose
+    ``position_ids`` restart at 0 where each sample begins."""
+    labels = inputs["labels"]
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1) * (labels.shape[1] + 1)
+    pos = inputs.get("position_ids")
+    if pos is None or pos.shape != labels.shape:
+        return rows.expand_as(labels)
+    return rows + torch.cumsum(pos == 0, dim=1)
+
+
+def count_samples(batches: list[dict[str, Any]], causal: bool = True) -> int:
+    """How many samples with at least one target token ``batches`` hold (a per-sample loss's
+    denominator over a whole gradient-accumulation step)."""
+    n = 0
+    for b in batches:
+        ids, labels = sample_ids(b), b["labels"]
+        if causal:
+            ids, labels = ids[:, 1:], labels[:, 1:]
+        n += int(torch.unique(ids[labels != IGNORE]).numel())
+    return n
+
+
+def per_sample_loss(
+    model: Any,
+    inputs: dict[str, torch.Tensor],
+    num_samples: Any = None,
+    *,
+    seq2seq: bool = False,
+    target_only: bool = True,
+) -> torch.Tensor:
+    """The reference's normalisation (``loss_normalization: per_sample``): each sample's mean token
+    cross-entropy, summed over the samples and divided by ``num_samples`` (the samples of the
+    whole accumulation step; default: those in this micro-batch).
+
+    The reference trains with micro-batches of one sample and the Trainer averages micro-batch
+    losses, so a short answer weighs as much as a long one; ecellm's default (per token) weighs
+    every answer token equally. Packed rows are split into their samples by ``position_ids``."""
+    labels = inputs["labels"]
+    forward = {k: v for k, v in inputs.items() if k != "labels"}
+    ids = sample_ids(inputs)
+    if seq2seq:
+        if "decoder_input_ids" not in forward:
+            forward["decoder_input_ids"] = model.prepare_decoder_input_ids_from_labels(labels=labels)
+        logits, targets = model(**forward).logits, labels
+    else:
+        targets, ids = labels[:, 1:], ids[:, 1:]
+        keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+        if keep.numel() == 0:  # nothing to learn in this micro-batch; keep the graph connected
+            return model(**forward, logits_to_keep=1).logits.sum() * 0.0
+        if target_only:
+            logits = model(**forward, logits_to_keep=keep).logits
+        else:
+            logits = model(**forward).logits[:, :-1][:, keep]
+        targets, ids = targets[:, keep], ids[:, keep]
+    flat = logits.float().reshape(-1, logits.shape[-1])
+    token = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="none")
+    valid = targets.reshape(-1) != IGNORE
+    _, which = torch.unique(ids.reshape(-1)[valid], return_inverse=True)
+    n = int(which.max()) + 1 if which.numel() else 0
+    sums = torch.zeros(n, device=token.device).index_add(0, which, token[valid])
+    counts = torch.zeros(n, device=token.device).index_add(0, which, torch.ones_like(token[valid]))
+    denom = num_samples if num_samples is not None else max(n, 1)
+    if torch.is_tensor(denom):
+        denom = denom.to(token.device)
+    return (sums / counts).sum() / denom
+
+
 def make_trainer_class() -> type:
     """A ``Trainer`` whose training loss is :func:`completion_loss` for causal LMs (unless
     ``_ecellm_stock_loss``) and :func:`seq2seq_loss` for encoder-decoders (``_ecellm_seq2seq``);
@@ -86,7 +155,15 @@ def make_trainer_class() -> type:
         ) -> Any:
             if return_outputs or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if getattr(self, "_ecellm_seq2seq", False):
+            if getattr(self, "_ecellm_per_sample", False):
+                loss = per_sample_loss(
+                    model,
+                    inputs,
+                    num_items_in_batch,
+                    seq2seq=getattr(self, "_ecellm_seq2seq", False),
+                    target_only=not getattr(self, "_ecellm_stock_loss", False),
+                )
+            elif getattr(self, "_ecellm_seq2seq", False):
                 loss = seq2seq_loss(model, inputs, num_items_in_batch)
             elif getattr(self, "_ecellm_stock_loss", False):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
@@ -95,5 +172,18 @@ def make_trainer_class() -> type:
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * self.accelerator.num_processes  # mirror Trainer's cross-device token averaging
             return loss
+
+        def _get_num_items_in_batch(self, batch_samples: list, device: Any) -> Any:
+            """Per-sample normalisation counts samples, not tokens, over the accumulation step
+            (and across processes when tokens would be); None stays None (then the Trainer
+            averages micro-batch means itself)."""
+            tokens = super()._get_num_items_in_batch(batch_samples, device)
+            if tokens is None or not getattr(self, "_ecellm_per_sample", False):
+                return tokens
+            causal = not getattr(self, "_ecellm_seq2seq", False)
+            n = torch.tensor(count_samples(batch_samples, causal=causal), device=device)
+            if self.args.average_tokens_across_devices and self.args.world_size > 1:
+                n = self.accelerator.gather(n).sum()
+            return n
 
     return CompletionOnlyTrainer

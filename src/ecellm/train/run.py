@@ -247,6 +247,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     )
     trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
     trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
+    trainer._ecellm_per_sample = p.cfg.loss_normalization == "per_sample"  # see loss.per_sample_loss
     # the frozen bf16 base on packed weights, the LoRA layers fused over it, for the length of
     # training only (see ecellm.models.packed and ecellm.train.fused_lora)
     with ExitStack() as stack:
