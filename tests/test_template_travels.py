@@ -93,3 +93,31 @@ def test_gguf_export_carries_the_template(mistral_adapter, tmp_path):
     config = json.loads((gguf_file.parent / "manifest.json").read_text())["config"]
     assert (config["template"], config["template_source"]) == ("mistral", "adapter")
     assert json.loads((gguf_file.parent / "ecellm_train.json").read_text())["template"] == "mistral"
+
+
+@pytest.mark.slow
+def test_reference_decoding_samples_seeded_and_is_recorded(mistral_adapter, tmp_path):
+    from ecellm.infer.api import load_model
+    from ecellm.train.data import read_samples
+
+    model = load_model("smollm2-135m", adapter=str(mistral_adapter))
+    assert (model.template, model.template_source) == ("mistral", "adapter")
+    samples = read_samples(str(FIXTURE), tasks=["PSI", "SA"], settings=None, splits=["val"])
+    runs = []
+    for name, seed in (("a", 0), ("b", 0)):
+        out = model.predict_file(
+            samples, tmp_path / f"{name}.jsonl", decoding="reference", seed=seed, progress=False
+        )
+        runs.append([json.loads(line) for line in out.read_text().splitlines()])
+        config = json.loads(Path(str(out) + ".manifest.json").read_text())["config"]
+        assert config["decoding"] == {
+            "name": "reference",
+            "temperature": 0.15,
+            "top_p": 0.95,
+            "max_new_tokens": 100,
+            "mode": "generate",
+            "seed": seed,
+        }
+        assert (config["template"], config["template_source"]) == ("mistral", "adapter")
+    assert {r["mode"] for r in runs[0]} == {"generate"}  # SA would be choice-scored under greedy
+    assert [r["raw"] for r in runs[0]] == [r["raw"] for r in runs[1]]  # same seed, same samples
