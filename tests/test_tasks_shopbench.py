@@ -154,16 +154,14 @@ def test_official_quirks_kept_in_official_mode_and_fixed_in_strict(tmp_path: Pat
     rank = get_task("ranking")
     mc = get_task("multiple-choice")
     rank_sample = load_samples(DATA)[8]  # gains [0, 0.1, 1]
-    mc_rows = [
-        {
-            "input_field": "Pick one.\n" + "\n".join(f"{i}. item {i}" for i in range(12)) + "\nAnswer: ",
-            "output_field": 10,
-            "task_name": "t",
-            "task_type": "multiple-choice",
-            "metric": "accuracy",
-            "is_multiple_choice": True,
-        },
-    ]
+    mc_record = {
+        "input_field": "Pick one.\n" + "\n".join(f"{i}. item {i}" for i in range(12)) + "\nAnswer: ",
+        "output_field": 10,
+        "task_name": "t",
+        "task_type": "multiple-choice",
+        "metric": "accuracy",
+        "is_multiple_choice": True,
+    }
     scored = {}
     for mode in ("official", "strict"):
         r = score_group(rank, "task3", [rank_sample], ["0,3,2"], mode=mode)
@@ -172,7 +170,7 @@ def test_official_quirks_kept_in_official_mode_and_fixed_in_strict(tmp_path: Pat
     assert scored["official"] == pytest.approx(NDCG_B_OFFICIAL) and scored["official"] > 1
     assert scored["strict"] == pytest.approx(NDCG_B_STRICT) and scored["strict"] < 1
     mc_file = tmp_path / "mc.jsonl"
-    mc_file.write_text(json.dumps(mc_rows[0]) + "\n", encoding="utf-8")
+    mc_file.write_text(json.dumps(mc_record) + "\n", encoding="utf-8")
     mc_sample = load_samples(mc_file)[0]
     assert score_group(mc, "t", [mc_sample], ["10"], mode="official")["score"] == 0.0
     assert score_group(mc, "t", [mc_sample], ["10"], mode="strict")["score"] == 1.0
@@ -183,6 +181,24 @@ def test_official_quirks_kept_in_official_mode_and_fixed_in_strict(tmp_path: Pat
     assert official_row["score"] == pytest.approx(NDCG_B_OFFICIAL)
     assert strict_row["score"] == pytest.approx(NDCG_B_STRICT)
     assert evaluate([rank_sample], preds, mode="paper")["results"][0]["score"] == official_row["score"]
+
+
+def test_empty_generation_under_embeddings_official_vs_strict(monkeypatch) -> None:
+    """Officially an empty output is embedded like any text; strict mode scores it 0."""
+    import torch
+
+    class Fixed:
+        location = "fixed"
+
+        def encode(self, texts):
+            return torch.tensor([[0.6, 0.8] if t == "" else [1.0, 0.0] for t in texts])
+
+    monkeypatch.setattr(M, "get_encoder", lambda metric, model=None: Fixed())
+    sample = next(s for s in load_samples(DATA) if s.meta["metric"] == "sent-transformer")
+    gen = get_task("generation")
+    assert score_group(gen, "task8", [sample], [" "], mode="official")["score"] == pytest.approx(0.6)
+    strict = score_group(gen, "task8", [sample], [" "], mode="strict")
+    assert strict["score"] == 0.0 and strict["invalid"] == 1
 
 
 def test_embedding_mean_over_references_and_clip() -> None:
