@@ -23,8 +23,7 @@ _PRE = (
 )
 REF = {
     "alpaca-ref": {
-        "prompt_input": _PRE
-        + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n"
+        "prompt_input": _PRE + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n"
         "### Options:\n{options}\n\n### Response:\n",
         "prompt_no_options": _PRE
         + "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
@@ -60,7 +59,11 @@ MPC_OPTIONS = (
     'used in combination with a product exactly matching the query.", "D: The product is irrelevant to '
     'the query."]'
 )
-SR_OPTIONS = str([f"{chr(65 + i)}: Gift card {i}, Gift Cards, Amazon" for i in range(19)] + ["T: Kid's mug"])
+# Python-repr list as the reference stores SR options: quotes switch around an apostrophe, non-ASCII kept
+SR_OPTIONS = str(
+    [f"{chr(65 + i)}: Gift card {i}. Gift Cards. Amazon." for i in range(18)]
+    + ["S: Olivia's Heartland Deluxe Crème Burlap Tree Skirt.", 'T: Dr.Fish Teaser 6" Built-in LED Light.']
+)
 DOC = json.dumps({"question": "Is it dishwasher safe?", "document": ["Hand wash only.", "Ceramic."]})
 
 # One row per task, in the reference's storage format: (task, input, options, output)
@@ -112,14 +115,35 @@ ROWS = [
     ("Answerability_Prediction", DOC, "", "no"),
     ("Answer_Generation", DOC, "", "No, wash it by hand."),
 ]
-# The reference's held-out (Unseen) SA instruction; the other tasks use ecellm's own unseen texts.
-SA_UNSEEN = "Analyze the user's review and determine the sentiment based on the listed options."
+# The reference's held-out (Unseen) instruction of each task, as its data notebooks printed them.
+UNSEEN = {
+    "AVE": "Retrieve the value associated with the target attribute from the product information and specify "
+    "the source (e.g., title, description, feature, or title) where the value was found.",
+    "PRP": "Analyze the titles of Product 1 and Product 2 and select the option that indicates the relation "
+    "of the two products.",
+    "PM": "Determine whether the two products are the same by comparing their title, description, "
+    "manufacturer, and price, and provide a simple yes or no answer as the output.",
+    "SA": "Analyze the user's review and determine the sentiment based on the listed options.",
+    "SR": "Estimate the user's intent based on the user's purchase history, and predict the next product "
+    "that the user is most likely to purchase from the given options.",
+    "MPC": "Compare the query and the product title to determine if the product fully meets the query "
+    "specifications. Choose the option that best describes the relevance between them.",
+    "PSI": "Assess whether the product is a substitute for the query and provide a yes or no response.",
+    "QPR": "Evaluate the query against each product's title, determine the relevance between the query and "
+    "the product, and organize the products in descending order of relevance, ensuring that the product "
+    "with the highest relevance is positioned at the top of the list.",
+    "AP": "Predict whether it is possible to answer the given question using the supporting document, and "
+    "output a yes or no response.",
+    "AG": "Utilize the information provided in the supporting document to generate an answer to the given "
+    "question.",
+}
+SA_UNSEEN = UNSEEN["SA"]
 
 
 def _cases():
     for task, inp, opts, out in ROWS:
         abbr = get_task(task).abbr
-        unseen = SA_UNSEEN if abbr == "SA" else get_task(task).unseen_instruction
+        unseen = UNSEEN[abbr]
         for setting, instr in (
             ("IND_Diverse_Instruction", get_task(task).instructions[1]),
             ("IND_Unseen_Instruction", unseen),
