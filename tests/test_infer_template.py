@@ -120,3 +120,32 @@ def test_reference_decoding_preset():
         ("[/INST] ### Response:",),
     )
     assert apply_preset(reqs, get_preset("greedy"), "alpaca") == reqs
+
+
+def test_model_predict_applies_the_decoding_preset():
+    from ecellm.infer.api import Model
+    from ecellm.infer.base import Completion
+
+    class Fake:
+        name, supported_modes, supports_sampling = "fake", frozenset({"generate", "choice"}), True
+
+        def run(self, requests):
+            self.seen = list(requests)
+            return [Completion(r.id, "yes", mode=r.mode) for r in self.seen]
+
+    backend = Fake()
+    model = Model(backend=backend, spec="x", template="mistral-ref", template_source="model default")
+    samples = [Sample(id="a", task="PSI", instruction="i", input="x", output="yes")]
+    assert model.predict(samples, decoding="reference")[0]["prediction"] == "yes"
+    (r,) = backend.seen
+    assert (r.mode, r.temperature, r.max_new_tokens, r.stop) == (
+        "generate",
+        0.15,
+        100,
+        ("[/INST] ### Response:",),
+    )
+    model.predict(samples)
+    assert (backend.seen[0].mode, backend.seen[0].temperature) == ("choice", 0.0)
+    backend.supports_sampling = False
+    with pytest.raises(ValueError, match="cannot"):
+        model.predict(samples, decoding="reference")

@@ -31,11 +31,25 @@ class Model:
     def tokenizer(self) -> Any:
         return getattr(self.backend, "tokenizer", None)
 
-    def predict(self, samples: Sequence[Sample], mode: str = "auto") -> list[dict[str, Any]]:
+    def predict(
+        self, samples: Sequence[Sample], mode: str = "auto", *, decoding: str = "greedy", seed: int = 0
+    ) -> list[dict[str, Any]]:
         """One prediction record per sample, in the samples' order (see
-        :func:`ecellm.infer.predict.to_record` for the fields)."""
+        :func:`ecellm.infer.predict.to_record` for the fields); ``decoding`` is a preset of
+        :mod:`ecellm.infer.decoding`."""
+        import torch
+
+        from ecellm.infer import decoding as presets
+
+        preset = presets.get_preset(decoding)
+        if preset.temperature > 0 and not getattr(self.backend, "supports_sampling", False):
+            raise ValueError(f"decoding {decoding!r} samples; this backend cannot")
         samples = list(samples)
-        reqs = make_requests(self.backend, samples, mode=mode, template=self.template)
+        reqs = make_requests(
+            self.backend, samples, mode=presets.check_mode(preset, mode), template=self.template
+        )
+        reqs = presets.apply_preset(reqs, preset, self.template)
+        torch.manual_seed(seed)
         got = {rec["id"]: rec for rec in run_records(self.backend, samples, reqs)}
         return [got[s.id] for s in samples]
 
