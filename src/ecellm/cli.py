@@ -6,13 +6,14 @@ CLI stays one place to look and every command's logic lives next to its API.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
 import typer
 
 from ecellm import __version__
-from ecellm.errors import InputError
+from ecellm.errors import EXIT_ENVIRONMENT, EXIT_USER, EnvironmentProblem, InputError
 
 app = typer.Typer(
     name="ecellm",
@@ -54,30 +55,75 @@ def _register_all() -> None:
 _register_all()
 
 
+# errno values that mean "this path cannot be used as given": the user's to fix (exit 2);
+# any other OSError (disk full, I/O error) is the machine's (exit 3).
+_USER_ERRNOS = frozenset(
+    {errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENOTDIR, errno.ENOENT, errno.EEXIST}
+)
+
+
+def _one_line(text: object) -> str:
+    """A message on one line: servers and libraries put newlines in theirs."""
+    return " ".join(str(text).split())
+
+
+def exit_code_for(exc: BaseException) -> int | None:
+    """The exit code an exception maps to, or ``None`` for a bug (which keeps its traceback).
+
+    0 ok, 1 validation failure (commands exit 1 themselves), 2 user error, 3 environment.
+    """
+    if isinstance(exc, InputError | KeyError):
+        return EXIT_USER
+    if isinstance(exc, EnvironmentProblem):
+        return EXIT_ENVIRONMENT
+    if isinstance(exc, ModuleNotFoundError) and not (exc.name or "ecellm").startswith("ecellm"):
+        return EXIT_ENVIRONMENT  # an optional extra is missing (a broken ecellm import is a bug)
+    if isinstance(exc, OSError):
+        return EXIT_USER if exc.errno in _USER_ERRNOS else EXIT_ENVIRONMENT
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        return None
+    if isinstance(exc, httpx.TransportError):  # an unreachable server
+        return EXIT_ENVIRONMENT
+    return None
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError):  # unknown task names and the like
+        return _one_line(exc.args[0] if exc.args else exc)
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"optional package {exc.name!r} is not installed ({_one_line(exc)})"
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return _one_line(exc)
+
+
 def main() -> None:
-    """Entry point: run the app and turn user-input errors into one line and exit code 2."""
+    """Entry point: run the app and turn expected failures into one line and an exit code.
+
+    Exit codes: 0 ok, 1 validation failure, 2 user error, 3 environment (see docs/reliability.md).
+    """
     try:
         code = app(standalone_mode=False)  # click returns a typer.Exit code instead of raising it
         if isinstance(code, int) and code:
             sys.exit(code)
-    except InputError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except KeyError as exc:  # unknown task names and the like
-        typer.echo(f"error: {exc.args[0] if exc.args else exc}", err=True)
-        sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except Exception as exc:  # click usage errors
+    except Exception as exc:
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        if isinstance(exc, click.exceptions.ClickException):  # usage errors: click's own line, exit 2
             exc.show()
             sys.exit(exc.exit_code)
-        raise
+        code = exit_code_for(exc)
+        if code is None:
+            raise
+        typer.echo(f"error: {_message(exc)}", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":

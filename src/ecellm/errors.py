@@ -31,3 +31,16 @@ class InputError(ValueError):
             where.append(f"field '{field}'")
         prefix = ": ".join([", ".join(where)]) + ": " if where else ""
         super().__init__(prefix + message)
+
+
+class EnvironmentProblem(RuntimeError):
+    """The machine, not the command, is at fault: a missing optional package, an unreachable or
+    refusing server, a full disk. The CLI prints it as one line and exits with code 3, so scripts
+    can tell "fix your command" (2) from "fix your setup" (3)."""
+
+
+# Exit codes of ``ecellm`` (documented in docs/reliability.md).
+EXIT_OK = 0
+EXIT_VALIDATION = 1  # the command ran and found problems (``data validate``)
+EXIT_USER = 2  # bad arguments or input files
+EXIT_ENVIRONMENT = 3  # missing package, unreachable server, disk or permissions of the system

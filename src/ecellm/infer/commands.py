@@ -71,8 +71,10 @@ def predict_cmd(
 ) -> None:
     """Predict every sample; one JSONL record per sample plus <out>.manifest.json."""
     from ecellm.data.loaders import load_samples
-    from ecellm.infer.predict import predict
+    from ecellm.infer.predict import check_out_path, predict, validate_options
 
+    validate_options(mode=mode, template=template, backend=backend, dtype=dtype, decoding=decoding)
+    check_out_path(out)
     api = {
         "base_url": base_url,
         "api_key_env": api_key_env,

@@ -36,7 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ecellm.errors import InputError
+from ecellm.errors import EnvironmentProblem, InputError
 from ecellm.infer.base import Completion, Request
 from ecellm.serve.security import is_loopback
 
@@ -45,8 +45,9 @@ RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_STOP = 4  # the OpenAI API rejects more stop sequences
 
 
-class OpenAIError(RuntimeError):
-    """A request that failed for good (non-retryable status, or retries exhausted)."""
+class OpenAIError(EnvironmentProblem):
+    """A request that failed for good (non-retryable status, or retries exhausted); the CLI
+    reports it in one line with exit code 3 (the server or its key, not the command, is at fault)."""
 
 
 class RateLimiter:
