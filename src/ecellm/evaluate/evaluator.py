@@ -18,7 +18,7 @@ from ecellm.evaluate import paper, strict
 from ecellm.evaluate.bertscore import resolve_model
 from ecellm.evaluate.generation import score_generation
 from ecellm.tasks import Invalid, Task, all_tasks, get_task
-from ecellm.tasks.parsing import render_answer
+from ecellm.tasks.parsing import render_answer, valid_unicode
 
 # ``official`` is ``paper`` under the name ShopBench uses: the reference evaluator's numbers.
 MODES = ("paper", "official", "strict")
@@ -181,7 +181,7 @@ def evaluate(
     results = []
     for abbr, setting in sorted(groups, key=group_order):
         task, group = get_task(abbr), groups[(abbr, setting)]
-        texts = [predictions.get(s.id, "") for s in group]
+        texts = [valid_unicode(predictions.get(s.id, "")) for s in group]
         missing = sum(s.id not in predictions for s in group)
         scored = score_group(task, setting, group, texts, mode=mode, lenient=lenient, bertscore_model=model)
         metric = scored.get("metric") or primary_metric(task)

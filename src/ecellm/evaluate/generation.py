@@ -3,6 +3,12 @@
 Paper: BERTScore on the full texts, BLEURT on texts cut to 300 words, BLEURT failures left
 out of its mean. Strict: every metric on the same (cut) texts, failures and empty answers
 scored 0 and kept in every mean.
+
+Model output is made safe first: lone surrogates become U+FFFD (tokenizers cannot encode them)
+and texts are cut to :data:`MAX_WORDS` words and :data:`MAX_CHARS` characters. BERTScore reads
+at most 512 tokens and every kept word is at least one token, so the cut changes no score
+except for texts whose first 4,096 words hold fewer than 512 tokens; it keeps a 1 MB answer
+from costing seconds in the (slow, pure-Python) tokenizer bert-score uses.
 """
 
 from __future__ import annotations
@@ -12,14 +18,24 @@ from typing import Any
 
 from ecellm.evaluate.bertscore import BertScoreModel, bertscore, bleurt, cut_words
 from ecellm.evaluate.metrics import mean
+from ecellm.tasks.parsing import valid_unicode
+
+MAX_WORDS = 4096
+MAX_CHARS = 16_384
+
+
+def bounded(text: str) -> str:
+    """``text`` without lone surrogates, cut to ``MAX_WORDS`` words and ``MAX_CHARS`` characters."""
+    text = valid_unicode(text[:MAX_CHARS])
+    return cut_words(text, MAX_WORDS)
 
 
 def score_generation(
     gold: Sequence[str], preds: Sequence[str], *, mode: str, model: BertScoreModel, use_bleurt: bool = True
 ) -> dict[str, Any]:
     """Mean BERTScore precision/recall/F1 over all samples, plus BLEURT if available."""
-    gold = [g.strip() for g in gold]
-    preds = [p.strip() for p in preds]
+    gold = [bounded(g).strip() for g in gold]
+    preds = [bounded(p).strip() for p in preds]
     cut_g = [cut_words(g) for g in gold]
     cut_p = [cut_words(p) for p in preds]
     bs = bertscore(cut_p, cut_g, model) if mode == "strict" else bertscore(preds, gold, model)

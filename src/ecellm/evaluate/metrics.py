@@ -92,7 +92,15 @@ def macro_prf(gold: Sequence[Any], pred: Sequence[Any], labels: Iterable[Any]) -
 
 
 def dcg(gains: Sequence[float]) -> float:
-    """Discounted cumulative gain with exponential gain: sum (2^g - 1) / log2(rank + 1)."""
+    """Discounted cumulative gain with exponential gain: sum (2^g - 1) / log2(rank + 1).
+
+    Long lists (a model that repeats letters) go through numpy so a 1 MB answer stays fast;
+    ordinary rankings keep the plain sum."""
+    if len(gains) > 1000:
+        import numpy as np
+
+        g = np.asarray(gains, dtype=float)
+        return float(np.sum((np.exp2(g) - 1.0) / np.log2(np.arange(2, len(g) + 2))))
     return sum((2.0**g - 1.0) / math.log2(i + 2) for i, g in enumerate(gains))
 
 

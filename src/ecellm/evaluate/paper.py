@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ecellm.evaluate.metrics import accuracy, binary_counts, binary_metrics, dcg, macro_prf, ratio
+from ecellm.tasks.base import Invalid
+from ecellm.tasks.parsing import _json_safe
 
 _MULTI = frozenset("ABCDE")
 _SR = frozenset("ABCDEFGHIJKLMNOPQRST")
@@ -69,10 +71,15 @@ def score_sr(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
 
 
 def _load_list(text: str) -> tuple[list[Any], bool]:
-    """(items, parsed): unparsable JSON -> ([], False); parsable non-list -> ([], True)."""
+    """(items, parsed): unparsable JSON -> ([], False); parsable non-list -> ([], True).
+
+    A list nested deeper than ``MAX_DEPTH`` counts as unparsable: comparing or printing it
+    would exhaust the stack, and no real answer nests (the reference would crash on it)."""
     try:
         val = json.loads(text)
     except (ValueError, RecursionError):
+        return [], False
+    if isinstance(val, list) and isinstance(_json_safe(val), Invalid):
         return [], False
     return (val if isinstance(val, list) else []), True
 
@@ -132,14 +139,9 @@ def score_qpr(preds: Sequence[str], labels: Sequence[Sequence[str]]) -> dict[str
     bad_tokens = bad_samples = 0
     for p, labs in zip(preds, labels, strict=True):
         letter_gain = {chr(ord("A") + i): QPR_GAINS.get(lab) for i, lab in enumerate(labs)}
-        gains: list[float] = []
-        bad = 0
-        for tok in p.strip().split(","):
-            g = letter_gain.get(tok[:1]) if tok else None
-            if g is None:
-                bad += 1
-            else:
-                gains.append(g)
+        looked = [letter_gain.get(tok[:1]) for tok in p.strip().split(",")]  # "" -> None: unreadable
+        gains = [g for g in looked if g is not None]
+        bad = len(looked) - len(gains)
         bad_tokens += bad
         bad_samples += bad > 0
         total += dcg(gains) / (dcg(sorted(gains, reverse=True)) + 1e-6)

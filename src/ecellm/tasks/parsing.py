@@ -29,7 +29,34 @@ _LEAD = re.compile(
     r"\s*(?:is|would be)?\s*[:\-=]?\s*",
     re.I,
 )
-_FENCE = re.compile(r"^```[a-zA-Z]*\s*(.*?)\s*```$", re.S)
+# a capital standing alone (not next to another ASCII letter) is captured; longer runs and lone
+# lower-case letters match without capturing, so findall yields "" for them (no look-arounds: faster)
+_LONE_CAPITAL = re.compile(r"[A-Za-z]{2,}|([A-Z])|[a-z]")
+_RANKING = re.compile(r"[A-Z](?:\s*,\s*[A-Z])*")
+MAX_LITERAL_CHARS = 20_000  # Python's parser is slow on long text; real AVE answers are < 2 kB
+MAX_DEPTH = 64  # deeper answers are invalid: no task answer nests, and scorers recurse
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with lone surrogates (JSON ``"\\ud800"`` escapes) replaced by U+FFFD, so tokenizers and
+    encoders downstream never see a string they cannot encode; pairs become the real character."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _unfence(text: str) -> str:
+    """The body of a markdown code fence (```json ... ```), else ``text``; linear time, unlike
+    the lazy regex it replaces (quadratic on long whitespace runs)."""
+    if len(text) < 6 or not (text.startswith("```") and text.endswith("```")):
+        return text
+    body = text[3:-3]
+    i = 0
+    while i < len(body) and body[i].isascii() and body[i].isalpha():
+        i += 1
+    return body[i:].strip()
 
 
 def _ws(text: str) -> str:
@@ -41,8 +68,8 @@ def _clean(text: str, lenient: bool) -> str:
     """Strip, and in lenient mode peel a leading "Answer:" and surrounding quotes or markdown."""
     t = text.strip()
     if lenient:
-        t = _FENCE.sub(r"\1", t)
-        t = _LEAD.sub("", t).strip().strip("*\"'`").strip()
+        t = _unfence(t)
+        t = _LEAD.sub("", t, count=1).strip().strip("*\"'`").strip()
     return t
 
 
@@ -106,7 +133,8 @@ def parse_letter(
         m = re.match(r"^[(\[]?([A-Z])(?:$|[\s:.)\],])", t)
         if m and m.group(1) in omap:
             return m.group(1)
-        hits = [k for k, v in omap.items() if v and _ws(v) == _ws(t.rstrip("."))]
+        said = _ws(t.rstrip("."))
+        hits = [k for k, v in omap.items() if v and _ws(v) == said]
         if len(hits) == 1:
             return hits[0]
     return Invalid(f"expected one option letter, got {_short(text)}")
@@ -120,38 +148,84 @@ def parse_ranking(text: str, sample: Any, lenient: bool, letters: tuple[str, ...
     Lenient also reads ``B > A > C``, ``B A C`` and ``1. B 2. A``.
     """
     t = _clean(text, lenient)
-    if re.fullmatch(r"[A-Z](?:\s*,\s*[A-Z])*", t):
+    if "A" <= t[-1:] <= "Z" and _RANKING.fullmatch(t):  # the cheap test spares long non-answers
         return [p.strip() for p in t.split(",")]
     if lenient:
-        found = re.findall(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])", t)
+        found = list(filter(None, _LONE_CAPITAL.findall(t)))
         if found:
             return found
     return Invalid(f"expected letters joined by ',', got {_short(text)}")
 
 
+def _json_safe(value: Any) -> Any | Invalid:
+    """A parsed answer as JSON types (Python literals may hold sets, tuples, bytes and non-string
+    keys), or :class:`Invalid` when it nests deeper than :data:`MAX_DEPTH`. Iterative, so no
+    input can exhaust the stack; sets are sorted by their JSON text so the result is
+    deterministic."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, list[Any] | dict[str, Any], Any, int]] = [(value, root, 0, 0)]
+    pending_sets: list[list[Any]] = []
+    while stack:
+        val, parent, key, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return Invalid(f"answer nests deeper than {MAX_DEPTH} levels")
+        if isinstance(val, dict):
+            out: Any = {}
+            for k, v in val.items():
+                name = (
+                    k
+                    if isinstance(k, str)
+                    else json.dumps(k)
+                    if isinstance(k, int | float | bool)
+                    else str(k)
+                )
+                out[name] = None
+                stack.append((v, out, name, depth + 1))
+        elif isinstance(val, list | tuple | set | frozenset):
+            out = [None] * len(val)
+            for i, v in enumerate(val):
+                stack.append((v, out, i, depth + 1))
+            if isinstance(val, set | frozenset):
+                pending_sets.append(out)
+        elif isinstance(val, bytes):
+            out = val.decode("utf-8", "replace")
+        elif isinstance(val, complex):
+            out = str(val)
+        else:
+            out = val
+        parent[key] = out
+    for items in reversed(pending_sets):  # innermost first: their members are final by then
+        items.sort(key=lambda v: json.dumps(v, sort_keys=True))
+    return root[0]
+
+
 def parse_json_list(text: str, sample: Any, lenient: bool) -> list[Any] | Invalid:
     """A JSON list (AVE). Items are returned as parsed, even non-objects, so that a strict scorer
-    can count them as wrong predictions. Lenient also accepts a code fence, the first ``[...]``
-    span, a single object and a Python literal."""
+    can count them as wrong predictions. Lenient also accepts a code fence, the span from the
+    first ``[`` to the last ``]``, a single object and a Python literal (converted to JSON types,
+    up to :data:`MAX_LITERAL_CHARS`). Linear time in the text; answers nested deeper than
+    :data:`MAX_DEPTH` are invalid."""
     t = text.strip()
     candidates = [t]
     if lenient:
-        t2 = _FENCE.sub(r"\1", t)
+        t2 = _unfence(t)
         candidates.append(t2)
-        m = re.search(r"\[.*\]", t2, re.S)
-        if m:
-            candidates.append(m.group(0))
+        start, end = t2.find("["), t2.rfind("]")
+        if 0 <= start < end:
+            candidates.append(t2[start : end + 1])
     loaders = (json.loads, ast.literal_eval) if lenient else (json.loads,)
-    for c in candidates:
+    for c in dict.fromkeys(candidates):
         for loader in loaders:
+            if loader is ast.literal_eval and len(c) > MAX_LITERAL_CHARS:
+                continue  # JSON of any length is read; a Python literal only up to the cap
             try:
                 val = loader(c)
-            except Exception:
+            except Exception:  # SyntaxError, ValueError, RecursionError, MemoryError
                 continue
             if lenient and isinstance(val, dict):
                 val = [val]
             if isinstance(val, list):
-                return val
+                return _json_safe(val)
     return Invalid("not a JSON list")
 
 
