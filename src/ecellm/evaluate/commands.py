@@ -100,6 +100,12 @@ def register(app: typer.Typer) -> None:
             "--only-predicted",
             help="Skip samples without a prediction instead of counting them invalid.",
         ),
+        allow_partial: bool = typer.Option(
+            False,
+            "--allow-partial",
+            help="Score even if some samples have no prediction (they count as invalid); "
+            "without it partial coverage is an error.",
+        ),
     ) -> None:
         """Score predictions against references, per task and setting (ShopBench: per task,
         track and overall)."""
@@ -118,6 +124,7 @@ def register(app: typer.Typer) -> None:
             qpr_labels=qpr_labels,
             bertscore_model=bertscore_model,
             only_predicted=only_predicted,
+            allow_partial=allow_partial,
         )
         _print_table(result)
         if output is not None:

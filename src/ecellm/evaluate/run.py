@@ -1,11 +1,16 @@
 """File-level evaluation: load data and predictions, score, write metrics and a manifest.
 
 Everything is computed before anything is written, and the metrics file is written
-atomically, so a bad input never leaves a partial output behind.
+atomically, so a bad input never leaves a partial output behind. The output path is checked
+before scoring starts (BERTScore can take minutes), and predictions that cover only part of
+the samples are refused unless ``allow_partial`` (missing ones scored invalid) or
+``only_predicted`` (missing ones left out) says that is intended; predictions matching no
+sample at all are always refused: a report of zeros for a join that failed is never useful.
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,12 +36,16 @@ def evaluate_files(
     qpr_labels: str | Path | None = None,
     bertscore_model: str | None = None,
     only_predicted: bool = False,
+    allow_partial: bool = False,
 ) -> dict[str, Any]:
     """Score a predictions file against a dataset; write ``output`` (+ ``.manifest.json``)."""
+    if output is not None:
+        check_writable(Path(output))
     samples = load_samples(data, tasks=tasks, settings=settings, splits=splits, qpr_labels=qpr_labels)
     if not samples:
         raise InputError("no samples match the filters", file=str(data))
     preds = load_predictions(predictions, samples)
+    check_coverage(samples, preds, str(predictions), allow_partial=allow_partial or only_predicted)
     result = evaluate(
         samples,
         preds,
@@ -64,7 +73,44 @@ def evaluate_files(
                 "qpr_labels": str(qpr_labels) if qpr_labels else None,
                 "bertscore_model": result["bertscore_model"],
                 "only_predicted": only_predicted,
+                "allow_partial": allow_partial,
             },
             data=[p for p in (Path(data), Path(predictions)) if p.exists()],
         )
     return result
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output that cannot be written, before any work is done. Probed by creating a
+    temporary file (permission bits alone say nothing for root or a read-only mount)."""
+    if out.is_dir():
+        raise InputError("is a directory; --output names the metrics JSON file", file=str(out))
+    folder = next((p for p in out.parents if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise InputError(f"{folder} is a file, not a folder", file=str(out))
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write in {folder}: {exc.strerror or exc}", file=str(out)) from None
+
+
+def check_coverage(
+    samples: Sequence[Any], preds: dict[str, str], source: str, *, allow_partial: bool
+) -> None:
+    """No prediction for any sample is an error; some missing is one unless ``allow_partial``."""
+    missing = [s.id for s in samples if s.id not in preds]
+    if len(missing) == len(samples):
+        hint = f"; first prediction id {next(iter(preds))!r}" if preds else ""
+        raise InputError(
+            f"no prediction matches any of the {len(samples)} samples' ids "
+            f"(first sample id {samples[0].id!r}{hint})",
+            file=source,
+        )
+    if missing and not allow_partial:
+        raise InputError(
+            f"predictions cover {len(samples) - len(missing)} of {len(samples)} samples (first missing id "
+            f"{missing[0]!r}); pass --allow-partial to score the missing ones as invalid or "
+            "--only-predicted to leave them out",
+            file=source,
+        )
