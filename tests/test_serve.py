@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 
 import httpx
 import pytest
@@ -187,3 +188,63 @@ def test_background_server_refuses_public_bind(smollm2, monkeypatch):
     monkeypatch.delenv("ECELLM_SERVER_TOKEN", raising=False)
     with pytest.raises(InputError, match="without a token"):
         BackgroundServer(create_app(loaded=smollm2), host="0.0.0.0")
+
+
+def test_stop_is_bounded_and_bad_text_is_a_json_400(server):
+    """500 stop strings took 12.5 s of model time before; now OpenAI's limit of 4 is enforced."""
+    url = f"{server.base_url}/completions"
+    lone = '{"prompt": "a \\ud800 b", "max_tokens": 1}'  # JSON's escape carries a lone surrogate
+    cases = [
+        ({"prompt": "x", "stop": [f"s{i}" for i in range(500)]}, "stop", "at most 4 stop sequences"),
+        ({"prompt": "x", "stop": ["x" * 10_000]}, "stop", "at most 256 characters"),
+        ({"prompt": ""}, "prompt", "must not be empty"),
+        ({"prompt": ["ok", ""]}, "prompt", "must not be empty"),
+        (lone, "prompt", "lone surrogate"),
+        ('{"prompt": "x", "stop": ["\\udfff"]}', "stop", "lone surrogate"),
+    ]
+    for body, param, words in cases:
+        start = time.monotonic()
+        if isinstance(body, str):
+            r = post(url, content=body.encode(), headers={"Content-Type": "application/json"})
+        else:
+            r = post(url, json=body)
+        assert time.monotonic() - start < 5
+        assert r.status_code == 400, (body, r.text)
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+        assert err["param"] == param and words in err["message"], err
+    chat = post(
+        f"{server.base_url}/chat/completions",
+        content=b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert chat.status_code == 400 and "lone surrogate" in chat.json()["error"]["message"]
+    ok = post(url, json={"prompt": PROMPT, "max_tokens": 2, "stop": ["a", "b", "c", "d"]})
+    assert ok.status_code == 200
+
+
+def test_every_error_is_json_in_openai_shape(server, smollm2, monkeypatch):
+    for r, status, code in [
+        (get(f"{server.base_url}/nowhere"), 404, None),
+        (post(f"{server.base_url}/completions", content=b"{not json"), 400, None),
+        (get(f"{server.base_url}/completions"), 405, "method_not_allowed"),
+        (
+            post(f"{server.base_url}/completions", json={"prompt": "x", "model": "other"}),
+            404,
+            "model_not_found",
+        ),
+    ]:
+        assert r.status_code == status and r.headers["content-type"] == "application/json", r.text
+        assert (
+            set(r.json()["error"]) == {"message", "type", "param", "code"}
+            and r.json()["error"]["code"] == code
+        )
+
+    def broken(*a, **k):
+        raise RuntimeError("boom")
+
+    app = create_app(loaded=smollm2, served_name="smol")
+    monkeypatch.setattr(app.state.engine, "generate", broken)
+    with BackgroundServer(app) as srv:
+        r = post(f"{srv.base_url}/completions", json={"prompt": "x", "max_tokens": 1})
+    assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and "boom" not in r.text

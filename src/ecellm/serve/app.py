@@ -7,8 +7,10 @@ tools (lm-eval-harness, chat UIs) talk to an ecellm model without code.
 
 Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` (prompt string or
 list, ``max_tokens``, ``temperature``, ``stop``, ``logprobs`` and ``echo`` for scoring) and
-``POST /v1/chat/completions`` (messages rendered with the tokenizer's chat template). Errors
-use the OpenAI ``{"error": {...}}`` shape.
+``POST /v1/chat/completions`` (messages rendered with the tokenizer's chat template). Every
+error, including an unexpected one (500) and an unknown route (404), is JSON in OpenAI's shape
+``{"error": {"message", "type", "param", "code"}}``: a client parsing errors never meets
+plain text.
 """
 
 from __future__ import annotations
@@ -27,11 +29,32 @@ from ecellm.serve.engine import Engine, Generation
 from ecellm.serve.schemas import ChatRequest, CompletionRequest
 from ecellm.serve.security import resolve_token, token_matches
 
+# HTTP status -> OpenAI error type and code
+_KINDS = {
+    401: ("authentication_error", "invalid_api_key"),
+    404: ("not_found_error", None),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "request_too_large"),
+    500: ("server_error", "internal_error"),
+}
 
-def _error(status: int, message: str, kind: str, param: str | None = None) -> JSONResponse:
+
+class APIError(HTTPException):
+    """An HTTP error with OpenAI's machine-readable ``code`` (e.g. ``model_not_found``)."""
+
+    def __init__(self, status_code: int, detail: str, code: str) -> None:
+        super().__init__(status_code=status_code, detail=detail)
+        self.code = code
+
+
+def _error(
+    status: int, message: str, kind: str | None = None, param: str | None = None, code: str | None = None
+) -> JSONResponse:
+    default_kind, default_code = _KINDS.get(status, ("invalid_request_error", None))
+    code = code or default_code
     return JSONResponse(
         status_code=status,
-        content={"error": {"message": message, "type": kind, "param": param, "code": None}},
+        content={"error": {"message": message, "type": kind or default_kind, "param": param, "code": code}},
     )
 
 
@@ -84,8 +107,8 @@ def create_app(
 
     def check_model(requested: str | None) -> None:
         if requested is not None and requested != name:
-            raise HTTPException(
-                status_code=404, detail=f"model {requested!r} is not served here (serving {name!r})"
+            raise APIError(
+                404, f"model {requested!r} is not served here (serving {name!r})", "model_not_found"
             )
 
     def check_budget(max_tokens: int, n_prompts: int) -> None:
@@ -100,19 +123,18 @@ def create_app(
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kinds = {401: "authentication_error", 404: "not_found_error"}
-        return _error(exc.status_code, str(exc.detail), kinds.get(exc.status_code, "invalid_request_error"))
+        return _error(exc.status_code, str(exc.detail), code=getattr(exc, "code", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: still JSON, no details
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        return _error(
-            400,
-            f"{param}: {first.get('msg')}" if param else str(first.get("msg")),
-            "invalid_request_error",
-            param,
-        )
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return _error(400, f"{param}: {msg}" if param else msg, "invalid_request_error", param)
 
     @app.get("/health")
     def health() -> dict[str, Any]:

@@ -4,11 +4,37 @@ Unknown fields (``presence_penalty``, ``user``, ...) are ignored so stock client
 fields that would change the result and that the server cannot honour (``n > 1``,
 ``stream``) are rejected rather than silently dropped. ``temperature`` defaults to 0 (greedy),
 not OpenAI's 1, because ecellm's runs are deterministic by default.
+
+Bounds keep one request from blocking the others (the model runs one request at a time):
+at most ``MAX_STOP`` stop strings (OpenAI's limit) of at most ``MAX_STOP_CHARS`` characters
+each (the stop-string matcher's set-up grows with both). Every text must be valid Unicode (a
+lone surrogate, which JSON's ``\\ud800`` escape can carry, cannot be tokenized) and prompts
+must not be empty.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_STOP = 4
+MAX_STOP_CHARS = 256
+
+
+def _valid_text(value: str, what: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode (it holds a lone surrogate)") from None
+    return value
+
+
+def _check_texts(value: Any, what: str) -> Any:
+    for text in [value] if isinstance(value, str) else value or []:
+        if isinstance(text, str):
+            _valid_text(text, what)
+    return value
 
 
 class _Base(BaseModel):
@@ -21,6 +47,16 @@ class _Base(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+
+    @field_validator("stop")
+    @classmethod
+    def _bounded_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP:
+            raise ValueError(f"at most {MAX_STOP} stop sequences are allowed, got {len(stops)}")
+        if any(len(s) > MAX_STOP_CHARS for s in stops):
+            raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
+        return _check_texts(value, "stop")
 
     @field_validator("stream")
     @classmethod
@@ -41,6 +77,13 @@ class CompletionRequest(_Base):
     logprobs: int | None = Field(None, ge=0, le=20)
     echo: bool = False
 
+    @field_validator("prompt")
+    @classmethod
+    def _usable_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if any(p == "" for p in ([value] if isinstance(value, str) else value)):
+            raise ValueError("prompt must not be empty")
+        return _check_texts(value, "prompt")
+
     def prompts(self) -> list[str]:
         return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
 
@@ -50,6 +93,13 @@ class ChatMessage(BaseModel):
 
     role: str
     content: str | list[dict[str, object]]
+
+    @field_validator("role", "content")
+    @classmethod
+    def _unicode(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{k: _check_texts(v, "content") for k, v in part.items()} for part in value]
+        return _check_texts(value, "message")
 
     def text(self) -> str:
         """Plain text of the message; multi-part content keeps only its ``text`` parts."""
