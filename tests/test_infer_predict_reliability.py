@@ -191,3 +191,13 @@ def test_api_refusal_is_one_line_and_leaves_nothing(monkeypatch, capsys, tmp_pat
         )
     assert code == 3 and err.count("\n") == 1 and f"HTTP {status}" in err, err
     assert not out.exists() and not manifest_path(out).exists()
+
+
+def test_missing_optional_engine_is_exit_code_3(monkeypatch, capsys, tmp_path) -> None:
+    pytest.importorskip("ecellm.infer.vllm_backend")
+    if __import__("importlib").util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed")
+    code, err = _cli(
+        monkeypatch, capsys, "--data", str(FIXTURE), "--out", str(tmp_path / "p.jsonl"), "--backend", "vllm"
+    )
+    assert code == 3 and err.count("\n") == 1 and "vLLM" in err, err

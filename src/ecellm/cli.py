@@ -72,12 +72,14 @@ def exit_code_for(exc: BaseException) -> int | None:
 
     0 ok, 1 validation failure (commands exit 1 themselves), 2 user error, 3 environment.
     """
-    if isinstance(exc, InputError | KeyError):
-        return EXIT_USER
     if isinstance(exc, EnvironmentProblem):
         return EXIT_ENVIRONMENT
-    if isinstance(exc, ModuleNotFoundError) and not (exc.name or "ecellm").startswith("ecellm"):
+    if isinstance(exc, ImportError) and (
+        isinstance(exc, InputError) or not (exc.name or "ecellm").startswith("ecellm")
+    ):
         return EXIT_ENVIRONMENT  # an optional extra is missing (a broken ecellm import is a bug)
+    if isinstance(exc, InputError | KeyError):
+        return EXIT_USER
     if isinstance(exc, OSError):
         return EXIT_USER if exc.errno in _USER_ERRNOS else EXIT_ENVIRONMENT
     try:
