@@ -39,10 +39,11 @@ def _pm_ids() -> list[str]:
 @pytest.mark.parametrize("ids", [["PM-nope-1", "PM-nope-2"], []], ids=["no-id-matches", "empty-file"])
 def test_no_matching_prediction_is_an_error(monkeypatch, capsys, tmp_path, ids) -> None:
     out = tmp_path / "m.json"
-    code, err = _run(monkeypatch, capsys, "-p", str(_preds(tmp_path, ids)), "-o", str(out), "--allow-partial")
-    assert code == 2 and err.count("\n") == 1, err
-    assert "no prediction matches any of the" in err and "p.jsonl" in err
-    assert not out.exists()
+    for flags in ([], ["--allow-partial"]):  # zero coverage is never what "partial" means
+        code, err = _run(monkeypatch, capsys, "-p", str(_preds(tmp_path, ids)), "-o", str(out), *flags)
+        assert code == 2 and err.count("\n") == 1, err
+        assert "no prediction matches any of the" in err and "p.jsonl" in err
+        assert not out.exists()
 
 
 def test_partial_coverage_needs_allow_partial(monkeypatch, capsys, tmp_path) -> None:
