@@ -142,12 +142,15 @@ def register(app: typer.Typer) -> None:
         output: Path | None = typer.Option(
             None, "--output", "--out", "-o", help="Write the result JSON here."
         ),
+        allow_partial: bool = typer.Option(
+            False, "--allow-partial", help="Score even if some records have no prediction (scored 0)."
+        ),
     ) -> None:
         """Same as ``ecellm evaluate --mode official`` on a ShopBench file."""
         from ecellm.evaluate.run import evaluate_files
 
         _check_mode(mode)
-        result = evaluate_files(data, predictions, mode=mode, output=output)
+        result = evaluate_files(data, predictions, mode=mode, output=output, allow_partial=allow_partial)
         _print_table(result)
         if output is not None:
             typer.echo(f"wrote {output}")
