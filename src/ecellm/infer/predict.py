@@ -6,12 +6,12 @@ and appends the rest, so every id ends up exactly once. A last line without its 
 when it is a whole record (the newline is added) and dropped when it is half-written (what
 ``kill -9`` leaves, possibly inside a multi-byte character). Resuming is refused unless the
 earlier run's manifest shows the same samples (a hash of every sample), model, adapter,
-backend, mode, template, decoding and dtype: appending another run's answers to a file would
-mix two runs under one manifest. Without ``resume`` an existing output is an error unless
+backend, mode, template, decoding preset, seed and dtype: appending another run's answers to a
+file would mix two runs under one manifest. Without ``resume`` an existing output is an error unless
 ``overwrite=True``: silently appending would duplicate ids and silently truncating would throw
 away finished work.
 
-Every choice (mode, template, backend, dtype, the ``out`` path) is checked before the model
+Every choice (mode, template, backend, dtype, decoding, the ``out`` path) is checked before the model
 loads, and nothing on disk changes until the first record arrives: a run that fails before it
 (a model that will not load, an API answering 401) leaves the old output and manifest as they
 were; one that fails later marks its manifest ``failed`` with the error.
