@@ -18,16 +18,41 @@ from typing import Any
 from ecellm.errors import InputError
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux exposes it (threads may be writing)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _final_mode(path: Path) -> int:
+    """What a plain ``open(path, "w")`` would leave: the mode of the file it replaces, else
+    ``0o666`` less the umask (``mkstemp`` alone would give 0600 whatever the umask says)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(
     path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
 ) -> Iterator[Any]:
-    """Open a temp file next to ``path`` and rename it over ``path`` only on success."""
+    """Open a temp file next to ``path`` and rename it over ``path`` only on success.
+
+    The file gets the permissions a plain ``open`` would give it (umask respected, an existing
+    file's mode kept), so readers in the user's group see outputs as they would any other file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     binary = "b" in mode
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _final_mode(path))
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
             yield fh
             fh.flush()

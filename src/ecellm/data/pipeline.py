@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ecellm import __version__
+from ecellm.data import outdir
 from ecellm.data.builders import BUILDERS, BuilderMissing, load_builder
 from ecellm.data.builders.base import BuildResult, Draft
 from ecellm.data.schema import SETTINGS, Sample
@@ -72,16 +73,95 @@ def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None) -
     return merged
 
 
-def task_config(abbr: str, defaults: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """Builder DEFAULTS overridden by ``tasks.<ABBR>``; unknown keys are an input error."""
-    section = (config.get("tasks") or {}).get(abbr) or {}
-    for key in section:
-        if key not in defaults:
+def check_config(config: dict[str, Any]) -> int:
+    """Top-level keys of a build config that every task uses; returns the seed.
+
+    A string seed or a list of splits given as one string would otherwise surface deep inside a
+    builder (or, worse, be accepted and change the result).
+    """
+    file = config.get("_source", DEFAULT_CONFIG)
+    seed = config.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise InputError(f"seed must be an integer, got {seed!r}", file=file, field="seed")
+    settings = config.get("settings") or {}
+    if not isinstance(settings, dict):
+        raise InputError("expected a mapping", file=file, field="settings")
+    for key, value in settings.items():
+        if not isinstance(value, list) or any(v not in SPLIT_NAMES for v in value):
             raise InputError(
-                f"unknown key (known: {', '.join(sorted(defaults))})",
-                file=config.get("_source", DEFAULT_CONFIG),
-                field=f"tasks.{abbr}.{key}",
+                f"expected a list of splits from {list(SPLIT_NAMES)}, got {value!r}",
+                file=file,
+                field=f"settings.{key}",
             )
+    for key in ("tasks", "quality"):
+        if config.get(key) is not None and not isinstance(config[key], dict):
+            raise InputError("expected a mapping", file=file, field=key)
+    for abbr in config.get("tasks") or {}:
+        if abbr not in BUILDERS:
+            raise InputError(f"unknown task (known: {', '.join(BUILDERS)})", file=file, field=f"tasks.{abbr}")
+    return seed
+
+
+def _type_error(default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace a builder default of ``default``'s type (None: it can)."""
+    if default is None or value is None and isinstance(default, str):
+        return None  # free-form (the builder checks it) / "version: null" style switches
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true or false"
+    if isinstance(default, int | float):
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (isinstance(default, int) and not isinstance(value, int)):
+            return f"expected {'an integer' if isinstance(default, int) else 'a number'}"
+        return "must not be negative" if value < 0 else None
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "expected a string"
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            return "expected a list"
+        kinds = {type(d) for d in default}
+        if kinds <= {int, float}:
+            ok = all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value)
+            return None if ok and sum(value) > 0 else "expected non-negative numbers with a positive sum"
+        return None if all(isinstance(v, str) for v in value) else "expected a list of strings"
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else "expected a mapping"
+    return None
+
+
+def _check_sizes(value: dict[str, Any], file: str, field: str) -> None:
+    for split, n in value.items():
+        if split not in SPLIT_NAMES:
+            raise InputError(
+                f"unknown split (known: {', '.join(SPLIT_NAMES)})", file=file, field=f"{field}.{split}"
+            )
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+            raise InputError(
+                f"a size must be a non-negative integer or null, got {n!r}",
+                file=file,
+                field=f"{field}.{split}",
+            )
+
+
+def task_config(abbr: str, defaults: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """Builder DEFAULTS overridden by ``tasks.<ABBR>``; unknown keys and wrong types are input errors.
+
+    Values must have the type of the default they replace, counts must not be negative and
+    ``sizes`` / ``ood_sizes`` map splits to non-negative integers (a negative size used to act as
+    a Python slice end and silently drop samples).
+    """
+    file = config.get("_source", DEFAULT_CONFIG)
+    section = (config.get("tasks") or {}).get(abbr) or {}
+    if not isinstance(section, dict):
+        raise InputError("expected a mapping", file=file, field=f"tasks.{abbr}")
+    for key, value in section.items():
+        field = f"tasks.{abbr}.{key}"
+        if key not in defaults:
+            raise InputError(f"unknown key (known: {', '.join(sorted(defaults))})", file=file, field=field)
+        why = _type_error(defaults[key], value)
+        if why:
+            raise InputError(f"{why}, got {value!r}", file=file, field=field)
+        if key in ("sizes", "ood_sizes"):
+            _check_sizes(value, file, field)
     return deep_merge(defaults, section)
 
 
@@ -162,23 +242,6 @@ def _sources(paths: Iterable[Path], raw_dir: Path) -> dict[str, str]:
     return out
 
 
-def _stage(out_dir: Path) -> Path:
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "manifest.json").exists():
-        raise InputError("output folder exists, is not empty and is not an ecellm build", file=str(out_dir))
-    stage = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    return stage
-
-
-def _swap(stage: Path, out_dir: Path) -> None:
-    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(stage, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def build_dataset(
     raw_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -194,21 +257,19 @@ def build_dataset(
     subset of abbreviations/names (default all ten); ``seed`` overrides the config seed. Tasks
     whose builder module is missing are skipped and listed under ``skipped`` in the manifest.
     """
-    from ecellm.data import stats
-
     say = log or (lambda _msg: None)
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
         raise InputError("raw data folder not found", file=str(raw_dir))
     cfg = load_config(config)
-    seed = int(cfg.get("seed", 0) if seed is None else seed)
+    cfg_seed = check_config(cfg)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"seed must be an integer, got {seed!r}", field="seed")
+    seed = cfg_seed if seed is None else seed
     wanted = list(BUILDERS) if tasks is None else [get_task(t).abbr for t in tasks]
-    samples: list[Sample] = []
-    quality: dict[str, Any] = {}
+    modules: dict[str, tuple[Any, dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
-    notes: dict[str, list[str]] = {}
-    source_paths: list[Path] = []
-    for abbr in BUILDERS:
+    for abbr in BUILDERS:  # every task's config is checked before any task is built
         if abbr not in wanted:
             continue
         try:
@@ -217,7 +278,37 @@ def build_dataset(
             skipped[abbr] = str(exc)
             say(f"skip {abbr}: {exc}")
             continue
-        result = module.build(raw_dir, task_config(abbr, module.DEFAULTS, cfg), seed)
+        modules[abbr] = (module, task_config(abbr, module.DEFAULTS, cfg))
+    outdir.check_out_dir(out_dir)
+    stage = outdir.make_stage(out_dir, say)
+    try:
+        manifest = _build_into(stage, raw_dir, cfg, modules, skipped, seed, say)
+        outdir.swap_in(stage, out_dir, say)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    say(f"wrote {manifest['total']} samples to {out_dir}")
+    return manifest
+
+
+def _build_into(
+    stage: Path,
+    raw_dir: Path,
+    cfg: dict[str, Any],
+    modules: dict[str, tuple[Any, dict[str, Any]]],
+    skipped: dict[str, str],
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Run the builders and write every output into ``stage``; returns the manifest."""
+    from ecellm.data import stats
+
+    samples: list[Sample] = []
+    quality: dict[str, Any] = {}
+    notes: dict[str, list[str]] = {}
+    source_paths: list[Path] = []
+    for abbr, (module, task_cfg) in modules.items():
+        result = module.build(raw_dir, task_cfg, seed)
         groups, quality[abbr] = run_quality(result, cfg.get("quality") or {})
         task_samples = expand(abbr, groups, cfg.get("settings") or {}, seed)
         samples.extend(task_samples)
@@ -225,41 +316,36 @@ def build_dataset(
         if result.notes:
             notes[abbr] = list(result.notes)
         say(f"{abbr}: {len(task_samples)} samples")
-    stage = _stage(out_dir)
-    try:
-        write_jsonl_tree(samples, stage)
-        write_parquet(samples, stage / "ecinstruct.parquet")
-        write_hf(samples, stage / "hf")
-        public_cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
-        extra = {
-            "name": cfg.get("name", "ECInstruct-lite"),
-            "seed": seed,
-            "ecellm_version": __version__,
-            "tasks": sorted({s.task for s in samples}, key=list(BUILDERS).index),
-            "skipped": skipped,
-            "counts": stats.counts(samples),
-            "labels": stats.label_distributions(samples),
-            "quality": quality,
-            "sources": _sources(source_paths, raw_dir),
-            "notes": notes,
-            "total": len(samples),
-            "layout": {
-                "jsonl": "jsonl/{task}/{setting}/{split}.jsonl",
-                "parquet": "ecinstruct.parquet",
-                "hf": "hf",
-                "report": "quality_report.md",
-            },
-        }
-        manifest = write_manifest(
-            stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra, timestamp=False
-        )
-        with atomic_open(stage / "quality_report.md") as fh:
-            fh.write(stats.quality_report(manifest))
-        _swap(stage, out_dir)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    say(f"wrote {len(samples)} samples to {out_dir}")
+    write_jsonl_tree(samples, stage)
+    write_parquet(samples, stage / "ecinstruct.parquet")
+    write_hf(samples, stage / "hf")
+    public_cfg = {k: v for k, v in cfg.items() if not k.startswith("_")}
+    extra = {
+        "name": cfg.get("name", "ECInstruct-lite"),
+        "seed": seed,
+        "ecellm_version": __version__,
+        "tasks": sorted({s.task for s in samples}, key=list(BUILDERS).index),
+        "skipped": skipped,
+        "counts": stats.counts(samples),
+        "labels": stats.label_distributions(samples),
+        "quality": quality,
+        "sources": _sources(source_paths, raw_dir),
+        "notes": notes,
+        "total": len(samples),
+        # every file this build writes: a later build may replace these and nothing else
+        "files": sorted([*outdir.written_files(stage), "manifest.json", "quality_report.md"]),
+        "layout": {
+            "jsonl": "jsonl/{task}/{setting}/{split}.jsonl",
+            "parquet": "ecinstruct.parquet",
+            "hf": "hf",
+            "report": "quality_report.md",
+        },
+    }
+    manifest = write_manifest(
+        stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra, timestamp=False
+    )
+    with atomic_open(stage / "quality_report.md") as fh:
+        fh.write(stats.quality_report(manifest))
     return manifest
 
 
