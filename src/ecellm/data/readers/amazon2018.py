@@ -78,35 +78,72 @@ def iter_json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise InputError(f"cannot read: {exc}", file=str(path)) from exc
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _text(obj: dict[str, Any], field: str, path: Path, line: int) -> str:
+    """An optional text field: a string, or missing/null for ``""``; any other type is an error
+    (a list would otherwise reach training inputs as its Python repr)."""
+    value = obj.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InputError(
+            f"expected a string, got {type(value).__name__}", file=str(path), record=line, field=field
+        )
+    return value
+
+
+def _empty(path: Path, what: str) -> InputError:
+    return InputError(f"no {what} in the file (empty source)", file=str(path))
+
+
 def read_reviews(path: Path) -> Iterator[dict[str, Any]]:
     """Reviews with the fields builders need, typed and validated.
 
-    ``overall`` becomes an int 1-5, ``unixReviewTime`` an int, missing ``reviewText`` /
-    ``summary`` become ``""``. ``line`` is kept for provenance and error messages.
+    ``overall`` (a number 1-5) becomes an int, ``unixReviewTime`` must be an integer, the ids
+    strings; missing ``reviewText`` / ``summary`` become ``""`` and any other type is an error.
+    ``line`` is kept for provenance and error messages. A file without reviews is an error: a
+    configured category that contributes nothing would silently shrink the task.
     """
+    n = 0
     for line, obj in iter_json_lines(path):
         for field in ("reviewerID", "asin", "overall", "unixReviewTime"):
             if obj.get(field) in (None, ""):
                 raise InputError("missing value", file=str(path), record=line, field=field)
-        try:
-            rating = float(obj["overall"])
-            when = int(obj["unixReviewTime"])
-        except (TypeError, ValueError) as exc:
-            bad = "overall" if not isinstance(obj["overall"], int | float) else "unixReviewTime"
-            raise InputError(f"not a number: {exc}", file=str(path), record=line, field=bad) from exc
+        for field in ("reviewerID", "asin"):
+            if not isinstance(obj[field], str):
+                raise InputError(
+                    f"expected a string, got {type(obj[field]).__name__}",
+                    file=str(path),
+                    record=line,
+                    field=field,
+                )
+        if not _is_number(obj["overall"]):
+            raise InputError(
+                f"not a number: {obj['overall']!r}", file=str(path), record=line, field="overall"
+            )
+        when = obj["unixReviewTime"]
+        if isinstance(when, bool) or not isinstance(when, int):
+            raise InputError(f"not an integer: {when!r}", file=str(path), record=line, field="unixReviewTime")
+        rating = float(obj["overall"])
         if rating not in (1.0, 2.0, 3.0, 4.0, 5.0):
             raise InputError(
                 f"rating must be 1-5, got {obj['overall']!r}", file=str(path), record=line, field="overall"
             )
+        n += 1
         yield {
-            "reviewerID": str(obj["reviewerID"]),
-            "asin": str(obj["asin"]),
+            "reviewerID": obj["reviewerID"],
+            "asin": obj["asin"],
             "overall": int(rating),
-            "reviewText": obj.get("reviewText") or "",
-            "summary": obj.get("summary") or "",
+            "reviewText": _text(obj, "reviewText", path, line),
+            "summary": _text(obj, "summary", path, line),
             "unixReviewTime": when,
             "line": line,
         }
+    if n == 0:
+        raise _empty(path, "reviews")
 
 
 def _asin_list(value: Any, path: Path, line: int, field: str) -> list[str]:
@@ -136,35 +173,53 @@ def parse_similar_item(value: Any) -> list[str]:
     return list(dict.fromkeys(found))
 
 
+def _str_list(value: Any, path: Path, line: int, field: str, *, allow_str: bool = False) -> list[str]:
+    if value in (None, ""):
+        return []
+    if allow_str and isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError("expected a list of strings", file=str(path), record=line, field=field)
+    return value
+
+
 def read_meta(path: Path) -> Iterator[dict[str, Any]]:
     """Product metadata rows with the fields builders need.
 
-    List fields (``category``, ``description``, relations) default to ``[]``; ``similar_item``
-    is parsed into a list of ASINs by :func:`parse_similar_item`. Titles are returned raw: the
-    builders clean them (many Magazine titles are bare HTML fragments).
+    List fields (``category``, ``description``, relations) default to ``[]`` and must hold
+    strings; ``title`` / ``brand`` must be strings, ``price`` a string or a number; ``similar_item``
+    (a string or a list) is parsed into a list of ASINs by :func:`parse_similar_item`. Titles are
+    returned raw: the builders clean them (many Magazine titles are bare HTML fragments). A file
+    without rows is an error.
     """
+    n = 0
     for line, obj in iter_json_lines(path):
         asin = obj.get("asin")
         if not isinstance(asin, str) or not asin:
             raise InputError("missing value", file=str(path), record=line, field="asin")
-        cats = obj.get("category") or []
-        desc = obj.get("description") or []
-        if isinstance(desc, str):
-            desc = [desc]
-        if not isinstance(cats, list):
-            raise InputError("expected a list", file=str(path), record=line, field="category")
+        price = obj.get("price")
+        if price is not None and not isinstance(price, str) and not _is_number(price):
+            raise InputError("expected a string or a number", file=str(path), record=line, field="price")
+        similar = obj.get("similar_item")
+        if similar is not None and not isinstance(similar, str | list):
+            raise InputError(
+                "expected HTML text or a list", file=str(path), record=line, field="similar_item"
+            )
+        n += 1
         yield {
             "asin": asin,
-            "title": obj.get("title") or "",
-            "brand": obj.get("brand") or "",
-            "category": [str(c) for c in cats],
-            "description": [str(d) for d in desc],
-            "price": obj.get("price") or "",
+            "title": _text(obj, "title", path, line),
+            "brand": _text(obj, "brand", path, line),
+            "category": _str_list(obj.get("category"), path, line, "category"),
+            "description": _str_list(obj.get("description"), path, line, "description", allow_str=True),
+            "price": price if price is not None else "",
             "also_buy": _asin_list(obj.get("also_buy"), path, line, "also_buy"),
             "also_view": _asin_list(obj.get("also_view"), path, line, "also_view"),
-            "similar_item": parse_similar_item(obj.get("similar_item")),
+            "similar_item": parse_similar_item(similar),
             "line": line,
         }
+    if n == 0:
+        raise _empty(path, "product rows")
 
 
 def load_meta(path: Path, clean: Any = None) -> tuple[dict[str, dict[str, Any]], int]:

@@ -53,6 +53,8 @@ def _rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict[str, st
         if None in row:  # more cells than header columns
             raise InputError("row has more fields than the header", file=str(path), record=line)
         out.append((line, row))
+    if not out:  # a header-only file would build PM from nothing, or without a single match
+        raise InputError("no rows in the file (empty source)", file=str(path))
     return out
 
 

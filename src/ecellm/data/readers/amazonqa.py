@@ -91,6 +91,9 @@ def _item(rec: Any, file: str, line: int, split: str) -> QAItem:
         if votes is None:
             raise bad(f"answers[{i}].helpful", "must be [up_votes, total_votes] or an integer")
         answers.append((ans["answerText"], votes))
+    qtype = rec.get("questionType")
+    if qtype is not None and not isinstance(qtype, str):
+        raise bad("questionType", "must be a string")
     ans_flag = rec.get("is_answerable")
     if not isinstance(ans_flag, bool | int) or ans_flag not in (0, 1):
         raise bad("is_answerable", "must be true/false (or 1/0)")
@@ -101,7 +104,7 @@ def _item(rec: Any, file: str, line: int, split: str) -> QAItem:
         asin=rec["asin"],
         category=rec["category"],
         question=rec["questionText"],
-        question_type=str(rec.get("questionType") or ""),
+        question_type=qtype or "",
         snippets=tuple(snippets),
         answers=tuple(answers),
         is_answerable=bool(ans_flag),
@@ -109,20 +112,28 @@ def _item(rec: Any, file: str, line: int, split: str) -> QAItem:
 
 
 def iter_amazonqa(path: Path, split: str) -> Iterator[QAItem]:
-    """Stream validated items from one ``*-qar.jsonl[.gz]`` file."""
+    """Stream validated items from one ``*-qar.jsonl[.gz]`` file; a file without items is an error
+    (it is present, so the tasks reading it expect its questions)."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(
-                    f"malformed JSON: {exc.msg}", file=str(path), record=f"line {line_no}"
-                ) from exc
-            yield _item(rec, str(path), line_no, split)
+    n = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(
+                        f"malformed JSON: {exc.msg}", file=str(path), record=f"line {line_no}"
+                    ) from exc
+                n += 1
+                yield _item(rec, str(path), line_no, split)
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", file=str(path)) from exc
+    if n == 0:
+        raise InputError("no questions in the file (empty source)", file=str(path))
 
 
 def read_amazonqa(raw_dir: Path) -> list[QAItem]:

@@ -32,11 +32,21 @@ def esci_files(raw_dir: Path) -> tuple[Path, Path]:
     )
 
 
+_TEXT_COLS = ("query", "product_id", "product_locale", "esci_label", "split", "product_title")
+
+
 def _check_columns(path: Path, lf: pl.LazyFrame, needed: tuple[str, ...]) -> None:
-    have = set(lf.collect_schema().names())
+    """Columns present, and text columns typed as text: a numeric ``query`` column would
+    otherwise become digit strings in the prompts."""
+    try:
+        schema = lf.collect_schema()
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"unreadable parquet: {exc}", file=str(path)) from None
     for col in needed:
-        if col not in have:
+        if col not in schema:
             raise InputError("missing column", file=str(path), field=col)
+        if col in _TEXT_COLS and schema[col] not in (pl.String, pl.Categorical, pl.Null):
+            raise InputError(f"expected a text column, got {schema[col]}", file=str(path), field=col)
 
 
 def read_esci(raw_dir: Path, *, locale: str = "us", version: str | None = "small") -> pl.DataFrame:
@@ -64,6 +74,11 @@ def read_esci(raw_dir: Path, *, locale: str = "us", version: str | None = "small
         .sort("example_id")
         .collect()
     )
+    if df.height == 0:
+        raise InputError(
+            f"no judgements for locale {locale!r}" + (f" in the {version} version" if version else ""),
+            file=str(ex_path),
+        )
     bad = df.filter(~pl.col("esci_label").is_in(list(LABELS)) | pl.col("esci_label").is_null())
     if bad.height:
         row = bad.row(0, named=True)

@@ -43,6 +43,7 @@ def read_mave(path: Path) -> Iterator[dict[str, Any]]:
     which counts mismatches rather than failing on a single noisy annotation.
     """
     path = Path(path)
+    n = 0
     for line, obj in iter_json_lines(path):
         _need(isinstance(obj.get("id"), str) and obj["id"] != "", "missing id", path, line, "id")
         _need(isinstance(obj.get("category"), str), "missing category", path, line, "category")
@@ -67,7 +68,7 @@ def read_mave(path: Path) -> Iterator[dict[str, Any]]:
                 fields_ok = (
                     isinstance(ev, dict)
                     and isinstance(ev.get("value"), str)
-                    and all(isinstance(ev.get(k), int) for k in ("pid", "begin", "end"))
+                    and all(_is_int(ev.get(k)) for k in ("pid", "begin", "end"))
                 )
                 _need(fields_ok, "evidence needs value, pid, begin, end", path, line, "attributes.evidences")
                 _need(
@@ -81,4 +82,11 @@ def read_mave(path: Path) -> Iterator[dict[str, Any]]:
                     line,
                     "evidences.begin",
                 )
+        n += 1
         yield {**obj, "line": line}
+    if n == 0:  # an empty positives (or negatives) file would build a one-sided task
+        raise InputError("no product-attribute lines in the file (empty source)", file=str(path))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

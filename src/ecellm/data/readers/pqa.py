@@ -111,6 +111,8 @@ def read_epqa(path: Path) -> pl.DataFrame:
         df = lf.select(list(EPQA_COLUMNS)).with_row_index("line", offset=2).collect()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"unreadable CSV: {exc}", file=str(path)) from exc
+    if df.height == 0:
+        raise InputError("no rows in the file (empty source)", file=str(path))
     df = df.with_columns(
         pl.col("qid").cast(pl.Int64, strict=False),
         pl.col("qa_pair_id").cast(pl.Int64, strict=False),
@@ -139,4 +141,6 @@ def read_hetpqa(path: Path) -> pl.DataFrame:
         df = lf.select(list(HETPQA_COLUMNS)).with_row_index("line", offset=2).collect()
     except pl.exceptions.PolarsError as exc:
         raise InputError(f"unreadable tab-separated file: {exc}", file=str(path)) from exc
+    if df.height == 0:
+        raise InputError("no rows in the file (empty source)", file=str(path))
     return df
