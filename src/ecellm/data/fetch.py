@@ -175,8 +175,13 @@ def fetch(
     if mirror_dir is not None and not mirror_dir.is_dir():
         raise InputError("mirror folder not found", file=str(mirror_dir))
     prefixes = tuple(only or ())
+    files = catalog()
+    unknown = [p for p in prefixes if not any(spec.path.startswith(p) for spec in files)]
+    if unknown:  # a typo would otherwise fetch nothing and still exit 0
+        known = sorted({spec.path.split("/")[0] for spec in files})
+        raise InputError(f"{unknown[0]!r} matches no raw file (known: {', '.join(known)})", field="only")
     status: dict[str, str] = {}
-    for spec in catalog():
+    for spec in files:
         if prefixes and not spec.path.startswith(prefixes):
             continue
         target = dest / spec.path

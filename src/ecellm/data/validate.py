@@ -4,7 +4,10 @@ Checks: every JSONL line is a valid :class:`Sample` whose task/setting/split mat
 every gold output is a valid answer of its task (the task parser accepts it); ids are unique
 across the build; no val/test input (normalized as in the pipeline's leakage step) occurs in the
 same task's train split; QPR rankings agree with ``meta["labels"]``; counts agree with the
-manifest. Every problem names the file, the line and the field.
+manifest; every file the manifest lists exists; and the two other exports, ``ecinstruct.parquet``
+and ``hf/``, hold exactly the JSONL samples (people train from whichever they load, so an export
+that drifted is as bad as a broken JSONL line). Every problem names the file, the line (or
+1-based row of an export) and the field.
 """
 
 from __future__ import annotations
@@ -31,13 +34,14 @@ class Problem:
     line: int | None
     field: str | None
     message: str
+    unit: str = "line"  # "row" for the parquet and hf exports
 
     def __str__(self) -> str:
         return str(
             InputError(
                 self.message,
                 file=self.file,
-                record=f"line {self.line}" if self.line else None,
+                record=f"{self.unit} {self.line}" if self.line else None,
                 field=self.field,
             )
         )
@@ -102,6 +106,7 @@ def validate_build(path: str | Path) -> list[Problem]:
     seen_ids: dict[str, str] = {}
     train_keys: dict[tuple[str, str], str] = {}
     held_out: list[tuple[str, int, Sample]] = []
+    exported: dict[str, tuple[str, dict[str, Any]]] = {}
     counts: dict[tuple[str, str, str], int] = {}
     for f in sorted((root / "jsonl").rglob("*.jsonl")):
         rel = f.relative_to(root / "jsonl").parts
@@ -118,6 +123,7 @@ def validate_build(path: str | Path) -> list[Problem]:
                     Problem(str(f), line, "id", f"duplicate id {s.id!r} (first at {seen_ids[s.id]})")
                 )
             seen_ids.setdefault(s.id, where)
+            exported.setdefault(s.id, (where, export_row(s)))
             task = get_task(s.task)
             if isinstance(task.parse(s.output, s), Invalid):
                 problems.append(
@@ -139,7 +145,88 @@ def validate_build(path: str | Path) -> list[Problem]:
             )
     problems.sort(key=lambda p: (p.file, p.line or 0))
     problems.extend(_check_manifest(root, counts))
+    problems.extend(_check_exports(root, exported))
     return problems
+
+
+def export_row(s: Sample) -> dict[str, Any]:
+    """A sample as the parquet and hf exports store it (meta as a JSON string)."""
+    from ecellm.data.pipeline import COLUMNS, meta_json
+
+    return {c: meta_json(s.meta) if c == "meta" else getattr(s, c) for c in COLUMNS}
+
+
+def _compare_rows(
+    file: str, rows: Any, expected: dict[str, tuple[str, dict[str, Any]]], split: str | None = None
+) -> tuple[list[Problem], set[str]]:
+    """Problems of one export's rows against the JSONL samples, and the ids it holds."""
+    problems, ids = [], set()
+    for i, row in enumerate(rows, start=1):
+        rid = row.get("id")
+        if rid in ids:
+            problems.append(Problem(file, i, "id", f"duplicate id {rid!r}", "row"))
+            continue
+        ids.add(rid)
+        if rid not in expected:
+            problems.append(Problem(file, i, "id", f"id {rid!r} is in no JSONL file", "row"))
+            continue
+        where, want = expected[rid]
+        if split is not None and want["split"] != split:
+            problems.append(Problem(file, i, "split", f"a {want['split']!r} sample (see {where})", "row"))
+            continue
+        for col, value in want.items():
+            got = row.get(col)
+            if col == "options":
+                got = list(got or [])
+            if got != value:
+                problems.append(Problem(file, i, col, f"differs from the JSONL sample at {where}", "row"))
+                break
+    return problems, ids
+
+
+def _missing(file: str, expected: set[str], have: set[str]) -> list[Problem]:
+    lost = sorted(expected - have)
+    if not lost:
+        return []
+    return [Problem(file, None, "id", f"{len(lost)} JSONL sample(s) missing (first: {lost[0]!r})")]
+
+
+def _check_exports(root: Path, expected: dict[str, tuple[str, dict[str, Any]]]) -> list[Problem]:
+    """The parquet file and the hf DatasetDict against the JSONL samples."""
+    out: list[Problem] = []
+    pq_path = root / "ecinstruct.parquet"
+    if not pq_path.is_file():
+        out.append(Problem(str(pq_path), None, None, "the parquet export is missing"))
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.read_table(pq_path).to_pylist()
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            out.append(Problem(str(pq_path), None, None, f"unreadable parquet: {exc}"))
+        else:
+            found, ids = _compare_rows(str(pq_path), rows, expected)
+            out += found + _missing(str(pq_path), set(expected), ids)
+    hf = root / "hf"
+    if not hf.is_dir():
+        return [*out, Problem(str(hf), None, None, "the hf (datasets) export is missing")]
+    import datasets
+
+    try:
+        dd = datasets.load_from_disk(str(hf))
+    except Exception as exc:  # datasets raises FileNotFoundError, ValueError, pyarrow errors...
+        return [*out, Problem(str(hf), None, None, f"unreadable datasets folder: {exc}")]
+    by_split: dict[str, set[str]] = {}
+    for rid, (_, row) in expected.items():
+        by_split.setdefault(row["split"], set()).add(rid)
+    for split in sorted(set(by_split) | set(getattr(dd, "keys", lambda: [])())):
+        file = f"{hf}[{split}]"
+        if split not in dd:
+            out.append(Problem(file, None, None, f"split {split!r} is missing"))
+            continue
+        found, ids = _compare_rows(file, dd[split].to_list(), expected, split)
+        out += found + _missing(file, by_split.get(split, set()), ids)
+    return out
 
 
 def _check_manifest(root: Path, counts: dict[tuple[str, str, str], int]) -> list[Problem]:
@@ -154,6 +241,11 @@ def _check_manifest(root: Path, counts: dict[tuple[str, str, str], int]) -> list
         for sp, n in per_split.items()
     }
     out = []
+    listed = manifest.get("files")
+    if isinstance(listed, list):
+        for rel in listed:
+            if isinstance(rel, str) and not (root / rel).exists():
+                out.append(Problem(str(mpath), None, "files", f"{rel} is listed but missing"))
     for key in sorted(set(declared) | set(counts)):
         if declared.get(key, 0) != counts.get(key, 0):
             out.append(

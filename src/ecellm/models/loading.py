@@ -2,7 +2,11 @@
 
 GGUF weights are de-quantized by transformers on every load, which takes tens of seconds; the
 first load converts them once into a safetensors folder under the ecellm cache and later loads
-read that folder. ``trust_remote_code`` is off unless the caller turns it on.
+read that folder. ``trust_remote_code`` is off unless the caller turns it on, and weights load
+from safetensors only: a pickle checkpoint (``pytorch_model.bin``) can run code when unpickled, so
+it is refused unless the caller opts in (``allow_pickle=True`` or ``ECELLM_ALLOW_PICKLE_WEIGHTS=1``).
+A local folder is checked before anything is opened, so an empty folder, a folder without weights
+or a fake ``.gguf`` is one line naming it instead of a loader traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +19,68 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.errors import InputError
-from ecellm.models.registry import ModelSource, cache_dir, resolve_model
+from ecellm.models.registry import ModelSource, cache_dir, check_gguf, resolve_model
+
+PICKLE_ENV = "ECELLM_ALLOW_PICKLE_WEIGHTS"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def pickle_allowed(allow_pickle: bool | None = None) -> bool:
+    """The explicit opt-in for pickle weights: the argument, else ``$ECELLM_ALLOW_PICKLE_WEIGHTS``."""
+    if allow_pickle is not None:
+        return allow_pickle
+    return os.environ.get(PICKLE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _weights(folder: Path, stem: str) -> tuple[list[str], list[str]]:
+    """(safetensors files, pickle files) of ``folder`` whose names start with ``stem``."""
+    files = sorted(p.name for p in folder.iterdir() if p.is_file() and p.name.startswith(stem))
+    safe = [f for f in files if f.endswith((".safetensors", ".safetensors.index.json"))]
+    return safe, [f for f in files if f.endswith(_PICKLE_SUFFIXES) or f.endswith(".bin.index.json")]
+
+
+def _refuse_pickle(folder: Path, pickles: list[str], allow_pickle: bool | None) -> None:
+    if not pickle_allowed(allow_pickle):
+        raise InputError(
+            f"only pickle weights ({', '.join(pickles)}); ecellm loads safetensors only. Convert them, or "
+            f"set {PICKLE_ENV}=1 if you trust the file (unpickling can run code)",
+            file=str(folder),
+        )
+
+
+def check_model_folder(folder: str | os.PathLike[str], *, allow_pickle: bool | None = None) -> None:
+    """A local model folder must hold ``config.json`` and safetensors weights (see module doc).
+
+    Hub ids (no local folder) are left to ``from_pretrained``, which is called with
+    ``use_safetensors=True`` unless pickle weights were allowed.
+    """
+    p = Path(folder)
+    if not p.is_dir():
+        return
+    if not (p / "config.json").is_file():
+        what = "the folder is empty" if not any(p.iterdir()) else "no config.json"
+        raise InputError(f"not a model folder ({what}; expected config.json and *.safetensors)", file=str(p))
+    safe, pickles = _weights(p, "")
+    if safe:
+        return
+    if pickles:
+        _refuse_pickle(p, pickles, allow_pickle)
+        return
+    raise InputError("no model weights (*.safetensors) in the folder", file=str(p))
+
+
+def check_adapter_folder(folder: str | os.PathLike[str], *, allow_pickle: bool | None = None) -> None:
+    """A PEFT adapter folder: ``adapter_config.json`` and ``adapter_model.safetensors``."""
+    p = Path(folder)
+    if not (p / "adapter_config.json").exists():
+        raise InputError("not a PEFT adapter folder (no adapter_config.json)", file=str(folder))
+    safe, pickles = _weights(p, "adapter_model")
+    if safe:
+        return
+    if pickles:
+        _refuse_pickle(p, pickles, allow_pickle)
+        return
+    raise InputError("no adapter weights (adapter_model.safetensors) in the folder", file=str(p))
 
 
 @dataclass
@@ -50,6 +115,7 @@ def materialize(src: ModelSource) -> str:
     folder = _gguf_cache_folder(src)
     if (folder / "config.json").exists() and (folder / "ecellm_converted.json").exists():
         return str(folder)
+    check_gguf(Path(src.path) / src.gguf_file)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
@@ -137,8 +203,13 @@ def load_model_and_tokenizer(
     device: str | None = None,
     trust_remote_code: bool = False,
     for_training: bool = False,
+    allow_pickle: bool | None = None,
 ) -> LoadedModel:
-    """Load weights and tokenizer (``dtype='auto'``: see :func:`auto_dtype`)."""
+    """Load weights and tokenizer (``dtype='auto'``: see :func:`auto_dtype`).
+
+    ``allow_pickle``: accept ``pytorch_model.bin``-style weights (default: no, unless
+    ``$ECELLM_ALLOW_PICKLE_WEIGHTS`` is set); every local folder is checked before loading.
+    """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
@@ -147,7 +218,10 @@ def load_model_and_tokenizer(
         base = adapter_base(src.path)
         if base is not None:  # an adapter folder given as the model: load its base, then it
             adapter, src = src.path, resolve_model(base)
+    if adapter:
+        check_adapter_folder(adapter, allow_pickle=allow_pickle)
     folder = materialize(src)
+    check_model_folder(folder, allow_pickle=allow_pickle)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = auto_dtype(device, for_training) if dtype == "auto" else getattr(torch, dtype)
     try:
@@ -157,17 +231,18 @@ def load_model_and_tokenizer(
     seq2seq = is_seq2seq_config(config)
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     model = cls.from_pretrained(
-        folder, dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=None
+        folder,
+        dtype=torch_dtype,
+        trust_remote_code=trust_remote_code,
+        use_safetensors=None if pickle_allowed(allow_pickle) else True,
     )
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if adapter:
-        if not (Path(adapter) / "adapter_config.json").exists():
-            raise InputError("not a PEFT adapter folder (no adapter_config.json)", file=adapter)
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=for_training)  # checked above
     model.to(device)
     if not for_training:
         model.eval()

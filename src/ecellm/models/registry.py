@@ -68,6 +68,20 @@ class ModelSource:
         return {"spec": self.spec, "path": self.path, "gguf_file": self.gguf_file, "embedded": self.embedded}
 
 
+GGUF_MAGIC = b"GGUF"
+
+
+def check_gguf(path: str | os.PathLike[str]) -> None:
+    """Refuse a file that is not GGUF before any loader opens it (their errors are tracebacks)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise InputError(f"cannot read the GGUF file: {exc.strerror or exc}", file=str(path)) from None
+    if head != GGUF_MAGIC:
+        raise InputError("not a GGUF file (it does not start with the GGUF magic bytes)", file=str(path))
+
+
 def cache_dir() -> Path:
     """ecellm's cache (converted models, assembled GGUF files): ``$ECELLM_CACHE`` or ~/.cache/ecellm."""
     return Path(os.environ.get("ECELLM_CACHE", Path.home() / ".cache" / "ecellm"))
@@ -117,6 +131,7 @@ def resolve_model(spec: str | None) -> ModelSource:
     if p.suffix == ".gguf":
         if not p.exists():
             raise InputError("GGUF file not found", file=str(p))
+        check_gguf(p)
         return ModelSource(spec=spec, path=str(p.parent), gguf_file=p.name)
     if p.exists():
         if not p.is_dir():

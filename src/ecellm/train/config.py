@@ -69,6 +69,9 @@ class TrainConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     data: DataConfig
     output_dir: str = "runs/train"
+    overwrite: bool = Field(
+        default=False, description="replace a finished run (or checkpoints) already in output_dir"
+    )
     cutoff_len: int = Field(default=2048, ge=8)
     batching: Literal["packed", "grouped", "padded"] = "packed"
     micro_batch_size: int = Field(default=8, ge=1)

@@ -86,7 +86,14 @@ def _qlora_config() -> Any:
 
 def load_for_training(cfg: TrainConfig) -> Any:
     """Load the base (any spec the inference engine loads) and make it trainable per ``cfg.method``."""
-    from ecellm.models.loading import LoadedModel, is_seq2seq_config, load_model_and_tokenizer, materialize
+    from ecellm.models.loading import (
+        LoadedModel,
+        check_model_folder,
+        is_seq2seq_config,
+        load_model_and_tokenizer,
+        materialize,
+        pickle_allowed,
+    )
     from ecellm.models.registry import resolve_model
 
     if cfg.method == "qlora":
@@ -95,11 +102,15 @@ def load_for_training(cfg: TrainConfig) -> Any:
 
         src = resolve_model(cfg.model)
         folder = materialize(src)
+        check_model_folder(folder)
         config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
         seq2seq = is_seq2seq_config(config)
         cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
         model = cls.from_pretrained(
-            folder, quantization_config=quant, trust_remote_code=cfg.trust_remote_code
+            folder,
+            quantization_config=quant,
+            trust_remote_code=cfg.trust_remote_code,
+            use_safetensors=None if pickle_allowed() else True,
         )
         from peft import prepare_model_for_kbit_training
 

@@ -26,6 +26,7 @@ from ecellm.train.data import (
     read_samples,
     select,
 )
+from ecellm.train.outdir import check_output_dir
 
 
 @dataclass
@@ -44,10 +45,11 @@ class Prepared:
 def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, bool]:
     from transformers import AutoConfig, AutoTokenizer
 
-    from ecellm.models.loading import is_seq2seq_config, materialize
+    from ecellm.models.loading import check_model_folder, is_seq2seq_config, materialize
     from ecellm.models.registry import resolve_model
 
     folder = materialize(resolve_model(cfg.model))
+    check_model_folder(folder)
     try:
         tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
         seq2seq = is_seq2seq_config(
@@ -85,6 +87,7 @@ def _resume_point(cfg: TrainConfig) -> str | None:
 def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepared:
     """Load and check the config and the data; tokenize. No model weights are loaded here."""
     cfg = load_config(config, overrides)
+    check_output_dir(cfg.output_dir, overwrite=cfg.overwrite, resume=bool(cfg.resume_from))
     d = cfg.data
     train = read_samples(d.train, tasks=d.tasks, settings=d.settings, splits=["train"])
     if not train:
