@@ -75,7 +75,7 @@ def _bad_case(tmp_path, kind):
         rows = json.loads(f.read_text())
         rows[2]["options"] = "{not a list"
         f.write_text(json.dumps(rows))
-        return data, ev, ["Sentiment_Analysis", "record 2", "field 'options'"]
+        return data, ev, ["Sentiment_Analysis", "record 3", "field 'options'"]  # rows[2]: the 3rd
     raise AssertionError(kind)
 
 

@@ -194,7 +194,7 @@ def _from_json_file(p: Path, sel: _Selector) -> list[Sample]:
         raise InputError("expected a JSON list of samples", file=str(p))
     rows = []
     ref_task = p.parent.parent.name if p.stem in SPLIT_FILES else None
-    for i, rec in enumerate(data):
+    for i, rec in enumerate(data, start=1):  # records count from 1, like lines
         if not isinstance(rec, dict):
             raise InputError("expected a JSON object", file=str(p), record=i)
         if "task" not in rec and ref_task:  # one split file of the reference layout
@@ -210,7 +210,7 @@ def _from_parquet(p: Path, sel: _Selector) -> list[Sample]:
         table = pq.read_table(p)
     except Exception as exc:
         raise InputError(f"unreadable parquet: {exc}", file=str(p)) from None
-    return _convert(((r, str(p), i) for i, r in enumerate(table.to_pylist())), sel)
+    return _convert(((r, str(p), i) for i, r in enumerate(table.to_pylist(), start=1)), sel)
 
 
 def _from_datasets(obj: Any, source: str, sel: _Selector) -> list[Sample]:
@@ -223,7 +223,7 @@ def _from_datasets(obj: Any, source: str, sel: _Selector) -> list[Sample]:
     out: list[Sample] = []
     for key, ds in parts:
         out += _convert(
-            ((r, f"{source}[{key}]" if key else source, i) for i, r in enumerate(ds)), sel, split=key
+            ((r, f"{source}[{key}]" if key else source, i) for i, r in enumerate(ds, start=1)), sel, split=key
         )
     return out
 

@@ -42,7 +42,7 @@ def read_labels(path: Path) -> list[list[str]]:
     data = read_json(path)
     if not isinstance(data, list):
         raise InputError("expected a JSON list of label lists", file=str(path))
-    for i, labs in enumerate(data):
+    for i, labs in enumerate(data, start=1):
         if not isinstance(labs, list) or not all(isinstance(x, str) for x in labs):
             raise InputError("expected a list of ESCI label strings", file=str(path), record=i)
     return data
@@ -95,8 +95,9 @@ def read_reference(
         labels = qpr_labels_for(f.parent, len(data)) if abbr == "QPR" and split == "test" else None
         for i, rec in enumerate(data):
             if not isinstance(rec, dict):
-                raise InputError("expected a JSON object", file=str(f), record=i)
-            row = {**rec, "task": abbr, "setting": setting, "split": split, "_file": str(f), "_record": i}
+                raise InputError("expected a JSON object", file=str(f), record=i + 1)
+            # _record counts from 1 (error messages); the positional id keeps its 0-based index
+            row = {**rec, "task": abbr, "setting": setting, "split": split, "_file": str(f), "_record": i + 1}
             row.setdefault("id", f"{abbr}-{setting}-{split}-{i:06d}")
             if labels is not None:
                 row["labels"] = labels[i]
