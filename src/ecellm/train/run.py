@@ -224,6 +224,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     (template and data statistics, so inference renders prompts the same way), ``manifest.json``
     and a model card ``README.md``; ``checkpoints/`` keeps the resumable Trainer checkpoints.
     """
+    p = prepare(config, overrides)  # first: a refused recipe should not wait for torch imports
     from transformers import set_seed
 
     from ecellm.models.packed import packed_frozen_linears
@@ -232,7 +233,6 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     from ecellm.train.loss import make_trainer_class
     from ecellm.train.model import kernels, load_for_training
 
-    p = prepare(config, overrides)
     set_seed(p.cfg.seed)
     loaded = load_for_training(p.cfg)
     p.stats["kernels"] = kernels(loaded.model)
