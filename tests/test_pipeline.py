@@ -118,7 +118,9 @@ def test_validate_catches_planted_leak(ecinstruct_build, tmp_path: Path) -> None
     leaked = json.loads(train.read_text(encoding="utf-8").splitlines()[4])["input"]
     _edit_line(test, 2, lambda r: r.update(input=leaked))
     problems = [str(p) for p in validate_build(b)]
-    assert len(problems) == 1
+    assert len(problems) == 3  # the leak, then the parquet and hf exports that no longer agree
+    assert "ecinstruct.parquet, record row " in problems[1] and f"{test}:3" in problems[1]
+    assert problems[2].startswith(f"{b / 'hf'}[test], record row ")
     assert problems[0].startswith(f"{test}, record line 3, field 'input': train/test leak")
     assert f"{train}:5" in problems[0]
 
@@ -128,7 +130,8 @@ def test_validate_catches_qpr_label_mismatch(ecinstruct_build, tmp_path: Path) -
     f = b / "jsonl/QPR/IND_Diverse_Instruction/val.jsonl"
     _edit_line(f, 0, lambda r: r["meta"].update(labels=list(reversed(r["meta"]["labels"]))))
     problems = [str(p) for p in validate_build(b)]
-    assert len(problems) == 1 and problems[0].startswith(f"{f}, record line 1, field 'output': ranking")
+    assert len(problems) == 3 and problems[0].startswith(f"{f}, record line 1, field 'output': ranking")
+    assert all("field 'meta': differs from the JSONL sample" in p for p in problems[1:])
 
 
 def test_validate_catches_malformed_rows(ecinstruct_build, tmp_path: Path) -> None:
@@ -206,7 +209,7 @@ def test_config_errors_and_skips(raw_dir: Path, tmp_path: Path, monkeypatch) -> 
     m = build_dataset(raw_dir, tmp_path / "out", config=small, tasks=["QPR", "PSI"], seed=3)
     assert m["tasks"] == ["QPR"] and "not available" in m["skipped"]["PSI"]
     assert m["counts"]["QPR"]["IND_Diverse_Instruction"] == {"train": 20, "val": 5, "test": 5}
-    with pytest.raises(InputError, match="not an ecellm build"):
+    with pytest.raises(InputError, match="not an ecellm data build"):
         (tmp_path / "junk").mkdir()
         (tmp_path / "junk" / "x.txt").write_text("keep me")
         build_dataset(raw_dir, tmp_path / "junk", config=small, tasks=["QPR"])

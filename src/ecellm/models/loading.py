@@ -210,9 +210,6 @@ def load_model_and_tokenizer(
     ``allow_pickle``: accept ``pytorch_model.bin``-style weights (default: no, unless
     ``$ECELLM_ALLOW_PICKLE_WEIGHTS`` is set); every local folder is checked before loading.
     """
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
-
     src = spec if isinstance(spec, ModelSource) else resolve_model(spec)
     if adapter is None and src.is_local and not src.gguf_file:
         base = adapter_base(src.path)
@@ -220,6 +217,11 @@ def load_model_and_tokenizer(
             adapter, src = src.path, resolve_model(base)
     if adapter:
         check_adapter_folder(adapter, allow_pickle=allow_pickle)
+    if not src.gguf_file:  # checked before the (slow) torch import; GGUF: after conversion
+        check_model_folder(src.path, allow_pickle=allow_pickle)
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
     folder = materialize(src)
     check_model_folder(folder, allow_pickle=allow_pickle)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
