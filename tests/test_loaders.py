@@ -165,6 +165,24 @@ def test_errors_name_file_record_field(tmp_path, content, words):
         assert w in msg, (w, msg)
 
 
+def test_json_list_and_parquet_records_count_from_one(tmp_path):
+    """The docs promise 1-based records; list items and parquet rows used to count from 0."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    good = {"id": "a", "task": "PM", "instruction": "i", "input": "x", "output": "yes"}
+    bad = {**good, "id": "b", "task": "Teleportation"}
+    (tmp_path / "s.json").write_text(json.dumps([good, bad]))
+    with pytest.raises(InputError, match=r"s.json, record 2, field 'task'"):
+        load_samples(tmp_path / "s.json")
+    (tmp_path / "l.json").write_text(json.dumps([good, good, "not an object"]))
+    with pytest.raises(InputError, match=r"l.json, record 3: expected a JSON object"):
+        load_samples(tmp_path / "l.json")
+    pq.write_table(pa.Table.from_pylist([good, {**good, "id": "c"}, bad]), tmp_path / "s.parquet")
+    with pytest.raises(InputError, match=r"s.parquet, record 3, field 'task'"):
+        load_samples(tmp_path / "s.parquet")
+
+
 def test_missing_path_and_unreachable_hub_id(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="file not found"):
         load_samples(tmp_path / "nothing.jsonl")
