@@ -12,7 +12,6 @@ import yaml
 
 from ecellm.errors import InputError
 from ecellm.train import run
-from ecellm.train.outdir import check_output_dir
 
 FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
 
@@ -75,6 +74,8 @@ def test_resume_and_overwrite_are_allowed(tmp_path: Path, no_model) -> None:
 
 
 def test_foreign_folders_are_refused_even_with_overwrite(tmp_path: Path) -> None:
+    from ecellm.train.outdir import check_output_dir
+
     (tmp_path / "README.md").write_text("a project")
     for overwrite in (False, True):
         with pytest.raises(InputError, match="holds no ecellm training output"):
