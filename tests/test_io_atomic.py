@@ -22,11 +22,11 @@ def umask():
 
 @pytest.mark.parametrize("mask", [0o022, 0o002, 0o077])
 def test_new_files_follow_the_umask(tmp_path: Path, umask, mask: int) -> None:
-    from ecellm.io import current_umask
-
     umask(mask)
     write_json(tmp_path / "a.json", {"x": 1})  # the mode is checked first, then the helper
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~mask
+    from ecellm.io import current_umask
+
     assert current_umask() == mask
     write_json(tmp_path / "a.json", {"x": 1})
     plain = tmp_path / "plain.txt"
