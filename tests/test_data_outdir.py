@@ -99,6 +99,14 @@ def test_rebuild_replaces_its_own_build(raw_dir: Path, tiny_build: Path, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging or old folder left
 
 
+def test_out_given_as_dot_stages_next_to_the_folder(raw_dir: Path, tiny_build: Path, tmp_path, monkeypatch):
+    b = tmp_path / "b"
+    shutil.copytree(tiny_build, b)
+    monkeypatch.chdir(b)
+    build_dataset(raw_dir, ".", config=TINY, tasks=["QPR"])
+    assert _tree(b) == _tree(tiny_build) and [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
 def test_unusable_out_is_refused_before_building(raw_dir: Path, tmp_path: Path, no_build) -> None:
     f = tmp_path / "file"
     f.write_text("x")

@@ -68,9 +68,11 @@ def test_resume_and_overwrite_are_allowed(tmp_path: Path, no_model) -> None:
         run.prepare(_cfg(out), [f"resume_from={out / 'checkpoints' / 'checkpoint-4'}"])
     assert (out / "adapter_model.safetensors").exists()  # resuming removes nothing
     (out / "notes.txt").write_text("mine")
+    (out / "model_notes.txt").write_text("mine too")
+    (out / "tokenizer.json").write_text("{}")
     with pytest.raises(Reached):
         run.prepare(_cfg(out), ["overwrite=true"])
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]  # the old run's files only
+    assert sorted(p.name for p in out.iterdir()) == ["model_notes.txt", "notes.txt"]  # the old run's only
 
 
 def test_foreign_folders_are_refused_even_with_overwrite(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ def check_out_dir(out_dir: Path) -> None:
     """Refuse an unusable ``--out`` before the build starts: a file, a folder that may not be
     replaced (see :func:`owned_files`), or a place that cannot be written."""
     if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
-        raise InputError("--out is a file, not a folder", file=str(out_dir))
+        raise InputError("--out is a file or a symlink, not a folder", file=str(out_dir))
     if out_dir.is_dir() and any(out_dir.iterdir()):
         owned_files(out_dir)
         if not os.access(out_dir, os.W_OK | os.X_OK):

@@ -280,10 +280,11 @@ def build_dataset(
             continue
         modules[abbr] = (module, task_config(abbr, module.DEFAULTS, cfg))
     outdir.check_out_dir(out_dir)
-    stage = outdir.make_stage(out_dir, say)
+    target = out_dir.resolve()  # "." or "..": staging goes next to the real folder, not inside it
+    stage = outdir.make_stage(target, say)
     try:
         manifest = _build_into(stage, raw_dir, cfg, modules, skipped, seed, say)
-        outdir.swap_in(stage, out_dir, say)
+        outdir.swap_in(stage, target, say)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise

@@ -39,6 +39,7 @@ _WRITTEN = {
     "training_args.bin",
 }
 _WRITTEN_PREFIXES = ("tokenizer", "adapter_model", "model", "pytorch_model", "spiece")
+_WRITTEN_SUFFIXES = (".safetensors", ".json", ".bin", ".model")
 
 
 def _is_train_output(out: Path) -> bool:
@@ -54,7 +55,8 @@ def _is_train_output(out: Path) -> bool:
 def _written_by_training(p: Path) -> bool:
     if p.name == "checkpoints":
         return p.is_dir()
-    return p.is_file() and (p.name in _WRITTEN or p.name.startswith(_WRITTEN_PREFIXES))
+    named = p.name.startswith(_WRITTEN_PREFIXES) and p.name.endswith(_WRITTEN_SUFFIXES)
+    return p.is_file() and (p.name in _WRITTEN or named)
 
 
 def check_output_dir(output_dir: str, *, overwrite: bool, resume: bool) -> None:
