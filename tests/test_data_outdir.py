@@ -110,7 +110,7 @@ def test_out_given_as_dot_stages_next_to_the_folder(raw_dir: Path, tiny_build: P
 def test_unusable_out_is_refused_before_building(raw_dir: Path, tmp_path: Path, no_build) -> None:
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(InputError, match="--out is a file, not a folder"):
+    with pytest.raises(InputError, match="--out is a file or a symlink, not a folder"):
         build_dataset(raw_dir, f, config=TINY, tasks=["QPR"])
     with pytest.raises(InputError, match="is a file, not a folder"):
         build_dataset(raw_dir, f / "sub", config=TINY, tasks=["QPR"])
