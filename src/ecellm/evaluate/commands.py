@@ -31,6 +31,14 @@ def _print_table(result: dict) -> None:
             f"{r['coverage']:.3f}",
         )
     Console().print(table)
+    if result.get("bootstrap"):  # below the table, which already fills 80 columns
+        b = result["bootstrap"]
+        typer.echo(f"{b['level']:.0%} bootstrap intervals ({b['resamples']} resamples, seed {b['seed']}):")
+        for r in result["results"]:
+            ci = r["ci"]
+            typer.echo(
+                f"  {r['task']:<4} {r['setting']:<24} {r['score']:.4f} [{ci['low']:.4f}, {ci['high']:.4f}]"
+            )
     if result.get("bertscore_model"):
         typer.echo(f"BERTScore model: {result['bertscore_model']}")
     for line in summary_lines(result):
@@ -106,6 +114,15 @@ def register(app: typer.Typer) -> None:
             help="Score even if some samples have no prediction (they count as invalid); "
             "without it partial coverage is an error.",
         ),
+        log_samples: Path | None = typer.Option(
+            None,
+            "--log-samples",
+            help="Per-sample JSONL: id, task, setting, gold, prediction, parsed, valid, score.",
+        ),
+        bootstrap: int = typer.Option(
+            1000, "--bootstrap", help="Resamples for the seeded 95% interval of every score (0 = none)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
     ) -> None:
         """Score predictions against references, per task and setting (ShopBench: per task,
         track and overall)."""
@@ -125,10 +142,15 @@ def register(app: typer.Typer) -> None:
             bertscore_model=bertscore_model,
             only_predicted=only_predicted,
             allow_partial=allow_partial,
+            log_samples=log_samples,
+            bootstrap=bootstrap,
+            seed=seed,
         )
         _print_table(result)
         if output is not None:
             typer.echo(f"wrote {output}")
+        if log_samples is not None:
+            typer.echo(f"wrote {log_samples}")
 
     shop = typer.Typer(help="ShopBench (Amazon KDD Cup 2024): alias of evaluate.", no_args_is_help=True)
 

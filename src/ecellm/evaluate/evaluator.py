@@ -8,15 +8,17 @@ answer is written back in its gold form and then scored by the reference rules.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ecellm.data.schema import SETTINGS, Sample
 from ecellm.errors import InputError
 from ecellm.evaluate import paper, strict
 from ecellm.evaluate.bertscore import resolve_model
-from ecellm.evaluate.generation import score_generation
+from ecellm.evaluate.bootstrap import DEFAULT_LEVEL, DEFAULT_SEED, interval, replicates
+from ecellm.evaluate.generation import generation_scorer
 from ecellm.tasks import Invalid, Task, all_tasks, get_task
 from ecellm.tasks.parsing import render_answer, valid_unicode
 
@@ -73,6 +75,82 @@ def _gold_list(s: Sample) -> list[Any]:
     return val if isinstance(val, list) else []
 
 
+def group_scorer(
+    task: Task,
+    setting: str,
+    samples: Sequence[Sample],
+    texts: Sequence[str],
+    *,
+    mode: str,
+    lenient: bool,
+    bertscore_model: Any = None,
+) -> Callable[[Sequence[int]], dict[str, Any]]:
+    """Parse once, then score any subset of the group (by position): ``idx -> {"metrics", "invalid"}``.
+
+    The whole group is ``range(len(samples))``; a bootstrap resample or a single sample (for the
+    per-sample log) goes through exactly the same scorer, so intervals and logs can never disagree
+    with the reported score.
+    """
+
+    def pick(seq: Sequence[Any], idx: Sequence[int]) -> list[Any]:
+        return [seq[i] for i in idx]
+
+    if task.scorer is not None:  # a family's own scorer (ShopBench): rerun it on the subset
+        own = task.scorer
+        return lambda idx: own(
+            task,
+            setting,
+            pick(samples, idx),
+            pick(texts, idx),
+            mode=mode,
+            lenient=lenient,
+            bertscore_model=bertscore_model,
+        )
+    if mode == "official":
+        mode = "paper"
+    kind = scorer_kind(task)
+    gold = [s.output for s in samples]
+    if kind == "generation":
+        return generation_scorer(gold, texts, mode=mode, model=bertscore_model)
+
+    if mode == "paper":
+        if lenient:
+            parsed = [task.parse(t, s, lenient=True) for t, s in zip(texts, samples, strict=True)]
+            texts = [
+                t if isinstance(a, Invalid) else render_answer(a, task.answer_kind)
+                for t, a in zip(texts, parsed, strict=True)
+            ]
+        if kind == "binary":
+            return lambda idx: paper.score_binary(pick(gold, idx), pick(texts, idx))
+        if kind == "multiclass":
+            return lambda idx: paper.score_multiclass(pick(gold, idx), pick(texts, idx))
+        if kind == "sr":
+            return lambda idx: paper.score_sr(pick(gold, idx), pick(texts, idx))
+        if kind == "ave":
+            return lambda idx: paper.score_ave(pick(gold, idx), pick(texts, idx), setting)
+        labels = _qpr_labels(samples)
+        return lambda idx: paper.score_qpr(pick(texts, idx), pick(labels, idx))
+    answers = [task.parse(t, s, lenient=lenient) for t, s in zip(texts, samples, strict=True)]
+    if kind == "binary":
+        return lambda idx: strict.score_binary(pick(gold, idx), pick(answers, idx))
+    if kind == "multiclass":
+        letters = [_gold_letter(task, s) for s in samples]
+        return lambda idx: strict.score_multiclass(pick(letters, idx), pick(answers, idx))
+    if kind == "sr":
+        letters = [_gold_letter(task, s) for s in samples]
+        return lambda idx: strict.score_sr(pick(letters, idx), pick(answers, idx))
+    if kind == "ave":
+        lists = [_gold_list(s) for s in samples]
+        return lambda idx: strict.score_ave(pick(lists, idx), pick(answers, idx), setting)
+    labels = _qpr_labels(samples)
+    return lambda idx: strict.score_qpr(pick(answers, idx), pick(labels, idx))
+
+
+def score_of(scored: dict[str, Any], metric: str) -> float:
+    """The row's score: a family scorer's own ``score``, else the primary metric's value."""
+    return scored["score"] if "score" in scored else scored["metrics"][metric]
+
+
 def score_group(
     task: Task,
     setting: str,
@@ -85,42 +163,10 @@ def score_group(
 ) -> dict[str, Any]:
     """Score one (task, setting) group; returns ``{"metrics", "invalid"}`` (a task's own scorer
     also returns ``score`` and ``metric``, and may add fields to the row under ``row``)."""
-    if task.scorer is not None:
-        return task.scorer(
-            task, setting, samples, texts, mode=mode, lenient=lenient, bertscore_model=bertscore_model
-        )
-    if mode == "official":
-        mode = "paper"
-    kind = scorer_kind(task)
-    gold = [s.output for s in samples]
-    if kind == "generation":
-        return score_generation(gold, texts, mode=mode, model=bertscore_model)
-    if mode == "paper":
-        if lenient:
-            parsed = [task.parse(t, s, lenient=True) for t, s in zip(texts, samples, strict=True)]
-            texts = [
-                t if isinstance(a, Invalid) else render_answer(a, task.answer_kind)
-                for t, a in zip(texts, parsed, strict=True)
-            ]
-        if kind == "binary":
-            return paper.score_binary(gold, texts)
-        if kind == "multiclass":
-            return paper.score_multiclass(gold, texts)
-        if kind == "sr":
-            return paper.score_sr(gold, texts)
-        if kind == "ave":
-            return paper.score_ave(gold, texts, setting)
-        return paper.score_qpr(texts, _qpr_labels(samples))
-    answers = [task.parse(t, s, lenient=lenient) for t, s in zip(texts, samples, strict=True)]
-    if kind == "binary":
-        return strict.score_binary(gold, answers)
-    if kind == "multiclass":
-        return strict.score_multiclass([_gold_letter(task, s) for s in samples], answers)
-    if kind == "sr":
-        return strict.score_sr([_gold_letter(task, s) for s in samples], answers)
-    if kind == "ave":
-        return strict.score_ave([_gold_list(s) for s in samples], answers, setting)
-    return strict.score_qpr(answers, _qpr_labels(samples))
+    scorer = group_scorer(
+        task, setting, samples, texts, mode=mode, lenient=lenient, bertscore_model=bertscore_model
+    )
+    return scorer(range(len(samples)))
 
 
 def _summaries(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -148,6 +194,11 @@ def evaluate(
     lenient: bool = False,
     bertscore_model: str | None = None,
     only_predicted: bool = False,
+    bootstrap: int = 0,
+    seed: int = DEFAULT_SEED,
+    level: float = DEFAULT_LEVEL,
+    keep_replicates: bool = False,
+    log_samples: bool = False,
 ) -> dict[str, Any]:
     """Score ``predictions`` (id -> raw model text) against ``samples``.
 
@@ -156,6 +207,13 @@ def evaluate(
     ``task, task_name, setting, mode, lenient, metric, score, n, invalid, missing, coverage,
     metrics``. ``only_predicted`` drops samples without a prediction instead of scoring them
     as invalid (for partial runs such as ``predict --limit``).
+
+    ``bootstrap=B`` adds ``ci`` (seeded percentile interval of the primary metric over B
+    resamples of the group's samples, see :mod:`ecellm.evaluate.bootstrap`) and ``ids_sha256`` to
+    every row; ``keep_replicates`` also keeps the B replicate scores (``replicates``), which is
+    what paired differences between runs need. ``log_samples`` adds ``samples``: one record per
+    sample (id, task, setting, mode, gold, prediction, parsed, valid, score), scored alone by
+    the same scorer (``score`` is its accuracy where the task has one, else the primary metric).
     """
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r} (choose paper or strict)", field="mode")
@@ -179,22 +237,32 @@ def evaluate(
         return (len(order), (0, ""), first_seen[k])  # other families: data order
 
     results = []
+    logs: list[dict[str, Any]] = []
     for abbr, setting in sorted(groups, key=group_order):
-        task, group = get_task(abbr), groups[(abbr, setting)]
+        task, group = get_task(abbr), sorted(groups[(abbr, setting)], key=lambda s: s.id)
         texts = [valid_unicode(predictions.get(s.id, "")) for s in group]
         missing = sum(s.id not in predictions for s in group)
-        scored = score_group(task, setting, group, texts, mode=mode, lenient=lenient, bertscore_model=model)
+        scorer = group_scorer(task, setting, group, texts, mode=mode, lenient=lenient, bertscore_model=model)
+        scored = scorer(range(len(group)))
         metric = scored.get("metric") or primary_metric(task)
         n, invalid = len(group), scored["invalid"]
+        extra: dict[str, Any] = {}
+        if bootstrap:
+            extra = _bootstrap_fields(scorer, metric, group, abbr, setting, mode, bootstrap, seed, level)
+            if not keep_replicates:
+                extra.pop("replicates")
+        if log_samples:
+            logs.extend(_sample_log(task, setting, group, texts, scorer, metric, mode, lenient))
         results.append(
             {
+                **extra,
                 "task": abbr,
                 "task_name": task.name,
                 "setting": setting,
                 "mode": mode,
                 "lenient": lenient,
                 "metric": metric,
-                "score": scored["score"] if "score" in scored else scored["metrics"][metric],
+                "score": score_of(scored, metric),
                 "n": n,
                 "invalid": invalid,
                 "missing": missing,
@@ -203,7 +271,7 @@ def evaluate(
                 **scored.get("row", {}),
             }
         )
-    return {
+    out: dict[str, Any] = {
         "summary": _summaries(results),
         "results": results,
         "mode": mode,
@@ -213,3 +281,66 @@ def evaluate(
         "unmatched_predictions": sum(k not in ids for k in predictions),
         "bertscore_model": model.name if model else None,
     }
+    if bootstrap:
+        out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": level, "method": "percentile"}
+    if log_samples:
+        out["samples"] = logs
+    return out
+
+
+def _bootstrap_fields(
+    scorer: Callable[[Sequence[int]], dict[str, Any]],
+    metric: str,
+    group: Sequence[Sample],
+    abbr: str,
+    setting: str,
+    mode: str,
+    resamples: int,
+    seed: int,
+    level: float,
+) -> dict[str, Any]:
+    """``ci``, ``ids_sha256`` (which samples, so pairs can be checked) and ``replicates``."""
+    key = f"{abbr}/{setting}/{mode}"
+    reps = replicates(
+        lambda idx: score_of(scorer(idx), metric), len(group), resamples=resamples, seed=seed, key=key
+    )
+    low, high = interval(reps, level)
+    ids = hashlib.sha256("\n".join(s.id for s in group).encode()).hexdigest()
+    return {"ci": {"low": low, "high": high, "level": level}, "ids_sha256": ids, "replicates": reps.tolist()}
+
+
+def _jsonable(answer: Any) -> Any:
+    if isinstance(answer, Invalid):
+        return None
+    return answer if isinstance(answer, str | int | float | list | dict | type(None)) else str(answer)
+
+
+def _sample_log(
+    task: Task,
+    setting: str,
+    group: Sequence[Sample],
+    texts: Sequence[str],
+    scorer: Callable[[Sequence[int]], dict[str, Any]],
+    metric: str,
+    mode: str,
+    lenient: bool,
+) -> list[dict[str, Any]]:
+    """One record per sample, scored alone by the group's scorer (so it uses the mode's rules)."""
+    out = []
+    for i, (s, text) in enumerate(zip(group, texts, strict=True)):
+        alone = scorer([i])
+        parsed = task.parse(text, s, lenient=lenient)
+        out.append(
+            {
+                "id": s.id,
+                "task": s.task,
+                "setting": setting,
+                "mode": mode,
+                "gold": s.output,
+                "prediction": text,
+                "parsed": _jsonable(parsed),
+                "valid": alone["invalid"] == 0,
+                "score": float(alone["metrics"].get("accuracy", score_of(alone, metric))),
+            }
+        )
+    return out

@@ -13,7 +13,7 @@ from costing seconds in the (slow, pure-Python) tokenizer bert-score uses.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ecellm.evaluate.bertscore import BertScoreModel, bertscore, bleurt, cut_words
@@ -30,28 +30,45 @@ def bounded(text: str) -> str:
     return cut_words(text, MAX_WORDS)
 
 
-def score_generation(
+def generation_scorer(
     gold: Sequence[str], preds: Sequence[str], *, mode: str, model: BertScoreModel, use_bleurt: bool = True
-) -> dict[str, Any]:
-    """Mean BERTScore precision/recall/F1 over all samples, plus BLEURT if available."""
+) -> Callable[[Sequence[int]], dict[str, Any]]:
+    """Score every pair once, return ``subset -> {"metrics", "invalid"}`` over any index list.
+
+    BERTScore and BLEURT are per-pair scores averaged over samples, so a bootstrap resample only
+    re-averages them instead of running the encoder again.
+    """
     gold = [bounded(g).strip() for g in gold]
     preds = [bounded(p).strip() for p in preds]
     cut_g = [cut_words(g) for g in gold]
     cut_p = [cut_words(p) for p in preds]
     bs = bertscore(cut_p, cut_g, model) if mode == "strict" else bertscore(preds, gold, model)
-    metrics: dict[str, Any] = {f"bertscore_{k}": mean(v) for k, v in bs.items()}
-    metrics["bertscore_model"] = model.name
-    if use_bleurt:
-        bl = bleurt(cut_p, cut_g)
-        if "skipped" in bl:
-            metrics["bleurt"] = None
-            metrics["bleurt_skipped"] = bl["skipped"]
-        else:
-            scores = bl["scores"]
-            if mode == "strict":
-                kept = [s if (s is not None and p) else 0.0 for s, p in zip(scores, preds, strict=True)]
+    bl = bleurt(cut_p, cut_g) if use_bleurt else None
+
+    def score(idx: Sequence[int]) -> dict[str, Any]:
+        metrics: dict[str, Any] = {f"bertscore_{k}": mean([v[i] for i in idx]) for k, v in bs.items()}
+        metrics["bertscore_model"] = model.name
+        if bl is not None:
+            if "skipped" in bl:
+                metrics["bleurt"] = None
+                metrics["bleurt_skipped"] = bl["skipped"]
             else:
-                kept = [s for s in scores if s is not None]
-            metrics["bleurt"] = mean(kept)
-            metrics["bleurt_failures"] = sum(s is None for s in scores)
-    return {"metrics": metrics, "invalid": sum(not p for p in preds)}
+                scores = [bl["scores"][i] for i in idx]
+                if mode == "strict":
+                    kept = [
+                        s if (s is not None and preds[i]) else 0.0 for s, i in zip(scores, idx, strict=True)
+                    ]
+                else:
+                    kept = [s for s in scores if s is not None]
+                metrics["bleurt"] = mean(kept)
+                metrics["bleurt_failures"] = sum(s is None for s in scores)
+        return {"metrics": metrics, "invalid": sum(not preds[i] for i in idx)}
+
+    return score
+
+
+def score_generation(
+    gold: Sequence[str], preds: Sequence[str], *, mode: str, model: BertScoreModel, use_bleurt: bool = True
+) -> dict[str, Any]:
+    """Mean BERTScore precision/recall/F1 over all samples, plus BLEURT if available."""
+    return generation_scorer(gold, preds, mode=mode, model=model, use_bleurt=use_bleurt)(range(len(gold)))

@@ -19,7 +19,7 @@ from ecellm.data.loaders import load_samples
 from ecellm.errors import InputError
 from ecellm.evaluate.evaluator import evaluate
 from ecellm.evaluate.predictions import load_predictions
-from ecellm.io import write_json
+from ecellm.io import write_json, write_jsonl
 from ecellm.manifest import write_manifest
 
 
@@ -37,10 +37,18 @@ def evaluate_files(
     bertscore_model: str | None = None,
     only_predicted: bool = False,
     allow_partial: bool = False,
+    log_samples: str | Path | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Score a predictions file against a dataset; write ``output`` (+ ``.manifest.json``)."""
-    if output is not None:
-        check_writable(Path(output))
+    """Score a predictions file against a dataset; write ``output`` (+ ``.manifest.json``).
+
+    ``log_samples``: also write one JSONL record per sample there (see :func:`evaluate`).
+    ``bootstrap``: resamples for the seeded 95% interval of every score (0 = none).
+    """
+    for out_path in (output, log_samples):
+        if out_path is not None:
+            check_writable(Path(out_path))
     samples = load_samples(data, tasks=tasks, settings=settings, splits=splits, qpr_labels=qpr_labels)
     if not samples:
         raise InputError("no samples match the filters", file=str(data))
@@ -53,11 +61,16 @@ def evaluate_files(
         lenient=lenient,
         bertscore_model=bertscore_model,
         only_predicted=only_predicted,
+        bootstrap=bootstrap,
+        seed=seed,
+        log_samples=log_samples is not None,
     )
     if not result["results"]:
         raise InputError("no predictions match the samples", file=str(predictions))
     result["data"] = str(data)
     result["predictions"] = str(predictions)
+    if log_samples is not None:
+        write_jsonl(Path(log_samples), result.pop("samples"))
     if output is not None:
         out = Path(output)
         write_json(out, result)
@@ -74,6 +87,8 @@ def evaluate_files(
                 "bertscore_model": result["bertscore_model"],
                 "only_predicted": only_predicted,
                 "allow_partial": allow_partial,
+                "bootstrap": bootstrap,
+                "seed": seed,
             },
             data=[p for p in (Path(data), Path(predictions)) if p.exists()],
         )
