@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "ecellm.train.commands",
     "ecellm.serve.commands",
     "ecellm.quickstart",
+    "ecellm.experiment.commands",
 )
 
 

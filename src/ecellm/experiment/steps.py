@@ -1,0 +1,205 @@
+"""What each step kind does, by calling the existing APIs (build, train, predict, evaluate).
+
+A step's ``execute(folder, resumed)`` writes into its own folder and returns the hash of the
+artefact it produced; :mod:`ecellm.experiment.runner` decides whether it runs at all.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ecellm.data.schema import Sample
+from ecellm.errors import InputError
+from ecellm.experiment.cache import tree_hash
+from ecellm.io import sha256_file, write_json, write_jsonl
+
+
+@dataclass
+class Step:
+    """One unit of work: ``config`` is the slice of the experiment file it depends on."""
+
+    name: str
+    kind: str
+    units: float  # work units for the ETA (samples trained/predicted/scored; 1 for data)
+    config: dict[str, Any]
+    deps: list[str]
+    execute: Callable[[Path, bool], str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def default_raw_dir() -> Path | None:
+    """``$ECELLM_RAW_DIR``, else ``../shared/raw`` relative to the current folder when it exists."""
+    env = os.environ.get("ECELLM_RAW_DIR")
+    if env:
+        return Path(env)
+    cand = Path.cwd().parent / "shared" / "raw"
+    return cand if cand.exists() else None
+
+
+def raw_signature(raw: Path) -> list[tuple[str, int, int]]:
+    """Cheap identity of a raw folder (name, size, mtime of every file): hashing gigabytes of
+    raw data on every run would cost more than the build it guards."""
+    return sorted(
+        (p.relative_to(raw).as_posix(), p.stat().st_size, int(p.stat().st_mtime))
+        for p in raw.rglob("*")
+        if p.is_file()
+    )
+
+
+def build_data(raw: Path, build: dict[str, Any], tasks: list[str] | None, seed: int) -> Callable:
+    def run(folder: Path, resumed: bool) -> str:
+        from ecellm.data.pipeline import build_dataset
+
+        build_dataset(raw, folder / "build", config=build or None, tasks=tasks, seed=seed)
+        return sha256_file(folder / "build" / "manifest.json")
+
+    return run
+
+
+def existing_data(path: Path) -> Callable:
+    def run(folder: Path, resumed: bool) -> str:
+        if not path.exists():
+            raise InputError("dataset not found", file=str(path), field="data.path")
+        files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+        return tree_hash(files, path if path.is_dir() else path.parent)
+
+    return run
+
+
+def pick_tests(samples: list[Sample], sizes: dict[str, int | None], seed: int) -> list[Sample]:
+    """A fixed subset: ``sizes[setting]`` samples per (task, setting), seeded and order-independent."""
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in sorted(samples, key=lambda s: s.id):
+        if s.setting in sizes:
+            groups.setdefault((s.task, s.setting), []).append(s)
+    out: list[Sample] = []
+    for key in sorted(groups):
+        g, k = groups[key], sizes[key[1]]
+        rng = random.Random(f"{seed}/{key[0]}/{key[1]}")
+        out.extend(sorted(rng.sample(g, k), key=lambda s: s.id) if k is not None and len(g) > k else g)
+    return out
+
+
+def select_tests(data: Callable[[], str], sizes: dict[str, int | None], tasks: list[str], seed: int):
+    def run(folder: Path, resumed: bool) -> str:
+        from ecellm.data.loaders import load_samples
+
+        samples = load_samples(data(), tasks=tasks, settings=sorted(sizes), splits=["test"])
+        picked = pick_tests(samples, sizes, seed)
+        if not picked:
+            raise InputError(f"no test samples for settings {sorted(sizes)}", file=data(), field="data")
+        write_jsonl(folder / "test.jsonl", (s.to_record() for s in picked))
+        return sha256_file(folder / "test.jsonl")
+
+    return run
+
+
+def train_run(recipe: dict[str, Any], data: Callable[[], str], launcher: list[str] | None) -> Callable:
+    """Train in-process (or through ``launcher``, e.g. accelerate/DeepSpeed); resume from the
+    last checkpoint when the step was interrupted."""
+
+    def run(folder: Path, resumed: bool) -> str:
+        out = folder / "model"
+        full = {**recipe, "output_dir": str(out), "data": {**recipe["data"], "train": data()}}
+        if resumed and any((out / "checkpoints").glob("checkpoint-*")):
+            full["resume_from"] = "latest"
+        if launcher:
+            cfg_file = folder / "recipe.yaml"
+            cfg_file.write_text(yaml.safe_dump(full, sort_keys=True), encoding="utf-8")
+            subprocess.run([*launcher, "--config", str(cfg_file)], check=True)
+        else:
+            from ecellm.train.run import train
+
+            train(full)
+        weights = [
+            p for p in out.iterdir() if p.suffix in (".safetensors", ".json") and p.name != "manifest.json"
+        ]
+        if not any(p.suffix == ".safetensors" for p in weights):
+            raise InputError("training finished without weights", file=str(out))
+        return tree_hash(weights, out)
+
+    return run
+
+
+def load_tests(folder: Path, tasks: list[str] | None = None) -> list[Sample]:
+    from ecellm.data.loaders import load_samples
+
+    return load_samples(folder / "test.jsonl", tasks=tasks)
+
+
+def predict_run(
+    tests: Callable[[], Path],
+    *,
+    model: str,
+    adapter: Callable[[], str | None],
+    template: str,
+    tasks: list[str] | None,
+    predict: dict[str, Any],
+    progress: bool,
+) -> Callable:
+    def run(folder: Path, resumed: bool) -> str:
+        from ecellm.infer.predict import predict as do_predict
+
+        samples = load_tests(tests(), tasks)
+        out = folder / "predictions.jsonl"
+        do_predict(
+            samples,
+            out=out,
+            model=model,
+            adapter=adapter(),
+            backend=predict["backend"],
+            mode=predict["mode"],
+            template=template,
+            resume=True,  # the folder is fresh unless this same step was interrupted
+            batch_size=predict["batch_size"],
+            progress=progress,
+            source="test.jsonl",
+        )
+        return sha256_file(out)
+
+    return run
+
+
+def evaluate_run(
+    tests: Callable[[], Path], preds: Callable[[], Path], tasks: list[str] | None, ev: dict[str, Any]
+) -> Callable:
+    """Every scoring mode, with bootstrap replicates (for paired differences) and sample logs."""
+
+    def run(folder: Path, resumed: bool) -> str:
+        from ecellm.evaluate import evaluate, load_predictions
+
+        samples = load_tests(tests(), tasks)
+        texts = load_predictions(preds() / "predictions.jsonl", samples)
+        written = []
+        for mode in ev["modes"]:
+            res = evaluate(
+                samples,
+                texts,
+                mode=mode,
+                bertscore_model=ev["bertscore_model"],
+                bootstrap=ev["bootstrap"],
+                seed=ev["seed"],
+                level=ev["level"],
+                keep_replicates=True,
+                log_samples=True,
+            )
+            write_jsonl(folder / f"{mode}.samples.jsonl", res.pop("samples"))
+            write_json(folder / f"{mode}.metrics.json", res, indent=None)
+            written.append(folder / f"{mode}.metrics.json")
+        return tree_hash(written, folder)
+
+    return run
+
+
+def python_launcher() -> list[str]:
+    """``python -m ecellm.train`` with this interpreter (what a launcher list defaults to)."""
+    return [sys.executable, "-m", "ecellm.train"]
