@@ -140,7 +140,7 @@ def test_step_interrupted_midway_resumes_inside_the_step(finished):
     s = _status(summary)
     assert s["predict/smollm2-135m/base"] == "resumed" and s["evaluate/smollm2-135m/base"] == "ran"
     assert all(v == "cached" for k, v in s.items() if k.startswith("train/"))
-    assert s["report"] == "cached"  # same predicted answers -> same metrics -> the report's inputs did not change
+    assert s["report"] == "cached"  # same answers -> same metrics -> same report inputs
     recs = [json.loads(x) for x in preds.read_text().splitlines()]
     assert len(recs) == len(kept) and len({r["id"] for r in recs}) == len(kept)
 
