@@ -183,7 +183,7 @@ class Plan:
                         name,
                         "train",
                         units,
-                        recipe,
+                        {"recipe": recipe, "launcher": self.cfg.launcher},
                         ["data"],
                         S.train_run(recipe, self.data_path, self.cfg.launcher),
                     )

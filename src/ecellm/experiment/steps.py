@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -198,8 +197,3 @@ def evaluate_run(
         return tree_hash(written, folder)
 
     return run
-
-
-def python_launcher() -> list[str]:
-    """``python -m ecellm.train`` with this interpreter (what a launcher list defaults to)."""
-    return [sys.executable, "-m", "ecellm.train"]
