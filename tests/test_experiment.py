@@ -217,3 +217,19 @@ def test_plan_lists_steps_without_running(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "pending  train/smollm2-135m/task-specific-PM" in out and "estimated time left" in out
     assert not (tmp_path / "out" / "steps" / "train").exists()
+
+
+def test_step_folder_keys(tmp_path):
+    from ecellm.experiment.cache import StepDir, code_version
+
+    folder = tmp_path / "step"
+    a = StepDir(folder, {"x": 1})
+    assert a.done() is None and a.start() is False
+    (folder / "partial.txt").write_text("half")
+    again = StepDir(folder, {"x": 1})
+    assert again.start() is True and (folder / "partial.txt").exists()  # interrupted: resume in place
+    again.finish("abc", 1.0, 2.0)
+    assert StepDir(folder, {"x": 1}).done()["artefact"] == "abc"
+    other = StepDir(folder, {"x": 2})
+    assert other.done() is None and other.start() is False and not (folder / "partial.txt").exists()
+    assert code_version("report") != code_version("train") and code_version("train") == code_version("train")
