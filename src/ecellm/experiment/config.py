@@ -37,6 +37,10 @@ class DataSection(_Strict):
         default_factory=lambda: dict(DEFAULT_TEST_SIZES),
         description="test samples per task for each test setting (None = all)",
     )
+    task_test_caps: dict[str, int] = Field(
+        default_factory=dict,
+        description="lower caps for costly tasks, e.g. {AG: 8}: long generations, SR's 20 options",
+    )
 
 
 class ModelEntry(_Strict):

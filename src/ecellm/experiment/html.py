@@ -29,7 +29,8 @@ def _save(fig) -> tuple[bytes, str]:
     fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = svg.getvalue()
-    return png.getvalue(), text[text.find("<svg") :]
+    text = re.sub(r"<metadata>.*?</metadata>", "", text[text.find("<svg") :], flags=re.S)  # RDF boilerplate
+    return png.getvalue(), text
 
 
 def _scores_chart(t: ReportTable, mode: str):

@@ -44,7 +44,8 @@ def _test_count(cfg: ExperimentConfig, tasks: list[str]) -> int:
     total = 0
     for setting, k in cfg.data.test_sizes.items():
         eligible = [t for t in tasks if get_task(t).has_ood or not setting.startswith("OOD")]
-        total += len(eligible) * (k if k is not None else 500)
+        caps = {get_task(t).abbr: v for t, v in cfg.data.task_test_caps.items()}
+        total += sum(min(k if k is not None else 500, caps.get(t, 10**9)) for t in eligible)
     return total
 
 
@@ -106,10 +107,12 @@ class Plan:
         self._add(S.Step("data", "data", 1, conf, [], S.build_data(raw, d.build, d.tasks, self.cfg.seed)))
 
     def _test_config(self) -> dict[str, Any]:
-        return {"sizes": self.cfg.data.test_sizes, "tasks": self.tasks, "seed": self.cfg.seed}
+        d = self.cfg.data
+        return {"sizes": d.test_sizes, "caps": d.task_test_caps, "tasks": self.tasks, "seed": self.cfg.seed}
 
     def _tests_exec(self) -> Callable:
-        return S.select_tests(self.data_path, self.cfg.data.test_sizes, self.tasks, self.cfg.seed)
+        d = self.cfg.data
+        return S.select_tests(self.data_path, d.test_sizes, self.tasks, self.cfg.seed, d.task_test_caps)
 
     def _tests(self) -> Path:
         return self.folder("testset")

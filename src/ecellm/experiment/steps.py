@@ -20,6 +20,7 @@ from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 from ecellm.experiment.cache import tree_hash
 from ecellm.io import sha256_file, write_json, write_jsonl
+from ecellm.tasks import get_task
 
 
 @dataclass
@@ -74,8 +75,12 @@ def existing_data(path: Path) -> Callable:
     return run
 
 
-def pick_tests(samples: list[Sample], sizes: dict[str, int | None], seed: int) -> list[Sample]:
-    """A fixed subset: ``sizes[setting]`` samples per (task, setting), seeded and order-independent."""
+def pick_tests(
+    samples: list[Sample], sizes: dict[str, int | None], seed: int, caps: dict[str, int] | None = None
+) -> list[Sample]:
+    """A fixed subset: ``sizes[setting]`` samples per (task, setting) (at most ``caps[task]``),
+    seeded and order-independent."""
+    caps = {get_task(t).abbr: v for t, v in (caps or {}).items()}
     groups: dict[tuple[str, str], list[Sample]] = {}
     for s in sorted(samples, key=lambda s: s.id):
         if s.setting in sizes:
@@ -83,17 +88,21 @@ def pick_tests(samples: list[Sample], sizes: dict[str, int | None], seed: int) -
     out: list[Sample] = []
     for key in sorted(groups):
         g, k = groups[key], sizes[key[1]]
+        if key[0] in caps:
+            k = caps[key[0]] if k is None else min(k, caps[key[0]])
         rng = random.Random(f"{seed}/{key[0]}/{key[1]}")
         out.extend(sorted(rng.sample(g, k), key=lambda s: s.id) if k is not None and len(g) > k else g)
     return out
 
 
-def select_tests(data: Callable[[], str], sizes: dict[str, int | None], tasks: list[str], seed: int):
+def select_tests(
+    data: Callable[[], str], sizes: dict[str, int | None], tasks: list[str], seed: int, caps: dict[str, int]
+):
     def run(folder: Path, resumed: bool) -> str:
         from ecellm.data.loaders import load_samples
 
         samples = load_samples(data(), tasks=tasks, settings=sorted(sizes), splits=["test"])
-        picked = pick_tests(samples, sizes, seed)
+        picked = pick_tests(samples, sizes, seed, caps)
         if not picked:
             raise InputError(f"no test samples for settings {sorted(sizes)}", file=data(), field="data")
         write_jsonl(folder / "test.jsonl", (s.to_record() for s in picked))
