@@ -120,6 +120,8 @@ def train_run(recipe: dict[str, Any], data: Callable[[], str], launcher: list[st
         full = {**recipe, "output_dir": str(out), "data": {**recipe["data"], "train": data()}}
         if resumed and any((out / "checkpoints").glob("checkpoint-*")):
             full["resume_from"] = "latest"
+        else:  # the folder belongs to this step: anything an interrupted start left goes
+            full["overwrite"] = True
         if launcher:
             cfg_file = folder / "recipe.yaml"
             cfg_file.write_text(yaml.safe_dump(full, sort_keys=True), encoding="utf-8")
