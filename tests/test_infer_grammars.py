@@ -8,17 +8,22 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ecellm.data.schema import Sample
 from ecellm.infer.grammars import (
-    AveJson,
-    DigitsCommas,
-    OneOf,
-    Ranking,
+    AttributeValuesGrammar,
+    NumberListGrammar,
+    OneOfGrammar,
+    RankingGrammar,
     accepts,
-    ave_arguments,
     feed,
-    make_grammar,
+    grammar_for,
 )
 from ecellm.tasks import get_task
+from ecellm.tasks.constraints import AttributeValues, NumberList, OneOf, Ranking
+
+
+def AveJson(attributes: tuple[str, ...], sources: tuple[str, ...]) -> AttributeValuesGrammar:  # noqa: N802
+    return AttributeValuesGrammar(AttributeValues(attributes, sources))
 
 AVE_GOLD = (
     '[{"attribute": "flavor", "value": "jasmine", "source": "product title"}, '
@@ -27,7 +32,7 @@ AVE_GOLD = (
 
 
 def test_ranking_accepts_permutations_only() -> None:
-    g = Ranking(("A", "B", "C"))
+    g = grammar_for(Ranking(("A", "B", "C")))
     assert accepts(g, "B,C,A")
     for bad in ("B,C", "B,B,A", "B, C, A", "B,C,A,", "D,A,B", "BCA", ""):
         assert not accepts(g, bad), bad
@@ -35,10 +40,25 @@ def test_ranking_accepts_permutations_only() -> None:
     assert g.finish(feed(g, g.start(), "C")) == ",A,B"
 
 
-def test_digits_commas_and_one_of() -> None:
-    d = DigitsCommas()
+def test_ranking_of_multi_character_labels_and_a_count() -> None:
+    g = grammar_for(Ranking(("1", "10", "2"), count=2))
+    assert accepts(g, "10,1") and accepts(g, "1,10") and accepts(g, "2,10")
+    for bad in ("1", "1,1", "10,10", "1,10,2", "1,", "3,1", "1,0"):
+        assert not accepts(g, bad), bad
+    state = feed(g, g.start(), "1")
+    assert g.accepting(feed(g, state, ",2")) and not g.final(state)
+    assert g.forced(state) == "" and g.finish(state) == ",2"  # "1" may still become "10"
+    assert g.forced(feed(g, g.start(), "10")) == ","
+
+
+def test_number_list_and_one_of() -> None:
+    d = grammar_for(NumberList(max_items=3, max_digits=2))
+    assert isinstance(d, NumberListGrammar)
     assert accepts(d, "3,12,1") and not accepts(d, "3,") and not accepts(d, ",3") and not accepts(d, "3,,1")
-    o = OneOf(("1", "2", "10"))
+    assert not accepts(d, "1,2,3,4") and not accepts(d, "123") and not accepts(d, "3, 1")
+    assert not d.final(feed(d, d.start(), "3")) and d.final(feed(d, d.start(), "1,2,34"))
+    o = grammar_for(OneOf(("1", "2", "10")))
+    assert isinstance(o, OneOfGrammar)
     assert accepts(o, "10") and accepts(o, "1") and not accepts(o, "3") and not accepts(o, "11")
 
 
@@ -57,6 +77,7 @@ def test_ave_accepts_gold_layout_and_refuses_foreign_attributes() -> None:
 def test_ave_shortest_completion_is_valid_json() -> None:
     g = AveJson(("flavor", "pack size"), ("product title",))
     done = g.finish(g.start())
+    assert done == g.spec.shortest()  # what the request budget is sized by
     assert json.loads(done) == [
         {"attribute": "flavor", "value": "None", "source": "None"},
         {"attribute": "pack size", "value": "None", "source": "None"},
@@ -83,28 +104,31 @@ def test_every_reachable_ave_state_finishes_to_a_parseable_answer(picks: list[in
     assert [item["attribute"] for item in parsed] == ["color", "size", "brand"]
 
 
-def test_ave_arguments_from_input_and_meta() -> None:
+def _ave_sample(inp: str, meta: dict | None = None) -> Sample:
+    return Sample(id="a", task="AVE", instruction="i", input=inp, output="[]", split="test", meta=meta or {})
+
+
+def test_ave_constraint_from_input_and_meta() -> None:
     inp = json.dumps(
         {"product title": "x", "product description": "y", "target attributes": "Flavor and Pack Size"}
     )
-    assert ave_arguments(inp) == {
-        "attributes": ["flavor", "pack size"],
-        "sources": ["product description", "product title"],
-    }
-    assert ave_arguments(inp, {"target_attributes": ["brand"]})["attributes"] == ["brand"]
-    assert ave_arguments("not json") is None
-    assert ave_arguments(json.dumps({"product title": "x"})) is None
+    ave = get_task("AVE")
+    assert ave.constraint(_ave_sample(inp)) == AttributeValues(
+        ("flavor", "pack size"), ("product description", "product title")
+    )
+    assert ave.constraint(_ave_sample(inp, {"target_attributes": ["brand"]})).attributes == ("brand",)
+    assert ave.constraint(_ave_sample("not json")) is None
+    assert ave.constraint(_ave_sample(json.dumps({"product title": "x"}))) is None
 
 
-def test_make_grammar_names() -> None:
-    assert isinstance(make_grammar("ranking", {"letters": ["A", "B"]}), Ranking)
-    assert isinstance(make_grammar("digits", {"allowed": ["1", "2"]}), OneOf)
+def test_grammar_for_refuses_what_is_not_a_spec() -> None:
+    assert isinstance(grammar_for(Ranking(("A", "B"))), RankingGrammar)
     try:
-        make_grammar("regex", {})
-    except ValueError as exc:
-        assert "regex" in str(exc)
+        grammar_for("ranking")  # type: ignore[arg-type]
+    except TypeError as exc:
+        assert "ranking" in str(exc)
     else:
-        raise AssertionError("unknown constraint accepted")
+        raise AssertionError("a name was accepted as a spec")
 
 
 def test_forced_text_is_a_prefix_of_every_completion() -> None:
@@ -117,31 +141,27 @@ def test_forced_text_is_a_prefix_of_every_completion() -> None:
     assert g.forced(state) == ""  # the value is the model's
     state = feed(g, state, 'None", "source": "')
     assert g.forced(state) == 'None"'  # a None value forces a None source
-    r = Ranking(("A", "B"))
+    r = grammar_for(Ranking(("A", "B")))
     assert r.forced(r.start()) == "" and r.forced(feed(r, r.start(), "B")) == ","
     assert r.forced(feed(r, r.start(), "B,")) == "A"
 
 
-def test_items_grammar_distinct_listed_numbers_of_a_count() -> None:
+def test_ranking_count_distinct_listed_numbers() -> None:
     """ShopBench retrieval: exactly ``count`` distinct listed items, multi-digit ones included;
-    the shortest completion of any prefix is accepted."""
-    from ecellm.infer.grammars import Items, feed
-
-    g = make_grammar("items", {"items": [str(i) for i in range(1, 16)], "count": 3})
-    assert isinstance(g, Items)
+    the shortest completion of any prefix is accepted, and the vLLM regex forbids repeats too."""
+    spec = Ranking(tuple(str(i) for i in range(1, 16)), count=3)
+    g = grammar_for(spec)
     for ok in ("6,9,15", "1,10,15", "15,1,2"):
         assert accepts(g, ok), ok
     for bad in ("1,1,2", "1,2", "1,2,3,4", "15,1,16", "", "1, 2,3", "01,2,3"):
         assert not accepts(g, bad), bad
-    for prefix in ("", "1", "1,", "15,1", "15,14,1", "1,1"):
+    for prefix in ("", "1", "1,", "15,1", "15,14,1"):
         state = feed(g, g.start(), prefix)
         assert accepts(g, prefix + g.finish(state)), prefix
-    assert accepts(make_grammar("items", {"items": ["1", "2"], "count": 9}), "2,1")  # count capped
     from ecellm.infer.base import Request
     from ecellm.infer.vllm_backend import constraint_spec
 
-    req = Request(
-        "r", "p", mode="constrained", constraint="items", constraint_args={"items": ["1", "15"], "count": 2}
-    )
+    req = Request("r", "p", mode="constrained", constraint=Ranking(("1", "15"), count=2))
     regex = re.compile(constraint_spec(req)["regex"])
     assert regex.fullmatch("15,1") and regex.fullmatch("1,15") and not regex.fullmatch("15")
+    assert not regex.fullmatch("15,15")

@@ -87,7 +87,7 @@ def test_jump_forward_constrained_decoding_equals_generate(smollm2) -> None:
 
     from ecellm.infer.choice import _left_pad
     from ecellm.infer.constrained import GrammarProcessor
-    from ecellm.infer.grammars import make_grammar
+    from ecellm.infer.grammars import grammar_for
 
     samples = [s for s in load_samples(FIXTURE) if s.task in ("AVE", "QPR")]
     backend = HFBackend(smollm2, batch_size=4, autocast="off")
@@ -103,7 +103,7 @@ def test_jump_forward_constrained_decoding_equals_generate(smollm2) -> None:
     for r in reqs:
         ids, mask = _left_pad([backend.encode(r.prompt)], tok.pad_token_id, "cpu")
         proc = GrammarProcessor(
-            tok, [make_grammar(r.constraint, r.constraint_args)], ids.shape[1], r.max_new_tokens
+            tok, [grammar_for(r.constraint)], ids.shape[1], r.max_new_tokens
         )
         config = GenerationConfig(
             max_new_tokens=r.max_new_tokens,

@@ -9,6 +9,7 @@ import pytest
 from ecellm.data.loaders import load_samples
 from ecellm.infer.requests import build_request
 from ecellm.prompts import STOP_STRINGS, render_prompt
+from ecellm.tasks.constraints import AttributeValues, Ranking
 
 FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
 
@@ -44,11 +45,11 @@ def test_choice_requests_score_letters_for_option_tasks(samples) -> None:
 
 def test_constrained_arguments(samples) -> None:
     qpr = build_request(samples["QPR-FIX-test-000001"])
-    assert qpr.constraint == "ranking" and qpr.constraint_args == {"letters": ["A", "B", "C", "D"]}
+    assert qpr.constraint == Ranking(("A", "B", "C", "D")) and qpr.max_new_tokens == 12
     ave = build_request(samples["AVE-FIX-test-000001"])
-    assert ave.constraint == "ave_json"
-    assert ave.constraint_args["attributes"] == ["blade length", "handle material", "brand"]
-    assert ave.constraint_args["sources"] == ["product description", "product title"]
+    assert ave.constraint == AttributeValues(
+        ("blade length", "handle material", "brand"), ("product description", "product title")
+    )
     # the budget leaves room for the forced skeleton of all three attributes
     assert ave.max_new_tokens >= 160
 

@@ -241,3 +241,34 @@ def test_retry_after_parsing_and_limiter():
     for _ in range(4):
         limiter.acquire()
     assert time.monotonic() - t0 >= 0.14
+
+
+@pytest.mark.parametrize("field", ["guided_regex", "structured_outputs", "grammar"])
+def test_constrained_requests_carry_the_spec_when_asked(field, monkeypatch) -> None:
+    import re
+
+    from ecellm.infer import gbnf
+    from ecellm.tasks.constraints import Ranking
+
+    sent = []
+
+    def post(path, body):
+        sent.append(body)
+        return {"choices": [{"message": {"content": "B,A"}}]}, 0.01
+
+    backend = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", constraint_field=field)
+    monkeypatch.setattr(backend, "post", post)
+    req = Request(id="q", prompt="p", mode="constrained", constraint=Ranking(("A", "B")), stop=("###",))
+    out = backend.complete(req)
+    assert out.mode == "constrained" and out.text == "B,A" and "stop" not in sent[0]
+    rule = sent[0]["structured_outputs"]["regex"] if field == "structured_outputs" else sent[0][field]
+    if field == "grammar":
+        assert gbnf.fullmatch(rule, "B,A") and not gbnf.fullmatch(rule, "A,A")
+    else:
+        assert re.fullmatch(rule, "B,A") and not re.fullmatch(rule, "A,A")
+    # without the opt-in the same request is generated freely
+    plain = OpenAIBackend("m", base_url="http://127.0.0.1:9/v1")
+    monkeypatch.setattr(plain, "post", post)
+    assert plain.complete(req).mode == "generate" and sent[-1].get("stop") == ["###"]
+    with pytest.raises(InputError, match="constraint_field"):
+        OpenAIBackend("m", base_url="http://127.0.0.1:9/v1", constraint_field="json")

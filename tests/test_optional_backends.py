@@ -13,6 +13,7 @@ from ecellm.errors import InputError
 from ecellm.infer.base import Request
 from ecellm.infer.llamacpp import LlamaCppBackend, MissingDependency
 from ecellm.infer.vllm_backend import VLLMBackend, constraint_spec
+from ecellm.tasks.constraints import AttributeValues, NumberList, Ranking
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -42,23 +43,66 @@ def test_vllm_missing_extra_names_the_install_command():
         VLLMBackend("HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
-def test_vllm_constraints_accept_well_formed_answers():
+def test_vllm_constraints_are_the_specs_regexes():
     rank = constraint_spec(
-        Request(id="q", prompt="", constraint="ranking", constraint_args={"letters": ["A", "B", "C"]})
+        Request(id="q", prompt="", mode="constrained", constraint=Ranking(("A", "B", "C")))
     )
-    assert re.fullmatch(rank["regex"], "B,A,C") and not re.fullmatch(rank["regex"], "B,D")
-    digits = constraint_spec(Request(id="s", prompt="", constraint="digits_commas"))
-    assert re.fullmatch(digits["regex"], "3, 14,2") and not re.fullmatch(digits["regex"], "3,,4")
+    assert re.fullmatch(rank["regex"], "B,A,C")
+    for bad in ("B,D", "A,A,B", "B,A", "B, A, C"):
+        assert not re.fullmatch(rank["regex"], bad), bad
+    digits = constraint_spec(Request(id="s", prompt="", mode="constrained", constraint=NumberList()))
+    assert re.fullmatch(digits["regex"], "3,14,2") and not re.fullmatch(digits["regex"], "3,,4")
     ave = constraint_spec(
         Request(
             id="a",
             prompt="",
-            constraint="ave_json",
-            constraint_args={"attributes": ["color"], "sources": ["product title"]},
+            mode="constrained",
+            constraint=AttributeValues(("color",), ("product title",)),
         )
     )
-    item = ave["json"]["items"]
-    assert ave["json"]["type"] == "array" and item["required"] == ["attribute", "value", "source"]
-    assert item["properties"]["attribute"]["enum"] == ["color"]
-    assert item["properties"]["source"]["enum"] == ["product title", "None"]
+    gold = '[{"attribute": "color", "value": "red", "source": "product title"}]'
+    assert re.fullmatch(ave["regex"], gold)
+    assert not re.fullmatch(ave["regex"], gold.replace("product title", "None"))
     assert constraint_spec(Request(id="g", prompt="")) is None
+    big = constraint_spec(
+        Request(id="r", prompt="", mode="constrained", constraint=Ranking(tuple(map(str, range(12)))))
+    )
+    assert set(big) == {"grammar"}  # 12! orders: too many for a regex, so the GBNF grammar goes
+
+
+def test_llamacpp_constrained_mode_sends_the_specs_gbnf_grammar(tmp_path, monkeypatch):
+    """A stand-in ``llama_cpp`` module records what the backend passes to llama.cpp."""
+    import types
+
+    from ecellm.infer import gbnf
+
+    calls = []
+
+    class Llama:
+        def __init__(self, **kw):
+            pass
+
+        def create_completion(self, prompt, **kw):
+            calls.append(kw)
+            return {"choices": [{"text": "B,A"}], "usage": {"completion_tokens": 3}}
+
+    class LlamaGrammar:
+        @staticmethod
+        def from_string(text, verbose=True):
+            return ("compiled", text)
+
+    fake = types.SimpleNamespace(Llama=Llama, LlamaGrammar=LlamaGrammar)
+    monkeypatch.setattr("ecellm.infer.llamacpp._import_llama", lambda: fake)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    backend = LlamaCppBackend(str(model))
+    spec = Ranking(("A", "B"))
+    reqs = [
+        Request(id="c", prompt="p", mode="constrained", constraint=spec, stop=("###",)),
+        Request(id="g", prompt="p", stop=("###",)),
+    ]
+    done = {c.id: c for c in backend.run(reqs)}
+    assert done["c"].mode == "constrained" and done["g"].mode == "generate"
+    kind, text = calls[0]["grammar"]
+    assert kind == "compiled" and gbnf.fullmatch(text, "B,A") and not gbnf.fullmatch(text, "A,A")
+    assert calls[0]["stop"] is None and "grammar" not in calls[1] and calls[1]["stop"] == ["###"]

@@ -226,7 +226,7 @@ def _hand_score(backend: Any, prompt: str, text: str) -> float:
 
 def test_every_sample_gets_a_record_and_choice_answers_are_allowed(tuned_model: Any) -> None:
     from ecellm.data.loaders import load_samples
-    from ecellm.infer.grammars import accepts, make_grammar
+    from ecellm.infer.grammars import accepts, grammar_for
     from ecellm.infer.predict import make_requests
 
     backend = tuned_model.backend
@@ -249,7 +249,7 @@ def test_every_sample_gets_a_record_and_choice_answers_are_allowed(tuned_model: 
             assert rec["prediction"] in req.choices
         elif rec["mode"] == "constrained":
             # the grammar processor inside generate(): every answer is a complete sentence
-            assert accepts(make_grammar(req.constraint, req.constraint_args), rec["prediction"])
+            assert accepts(grammar_for(req.constraint), rec["prediction"])
 
 
 def test_choice_scores_equal_the_models_own_loss(tuned_model: Any) -> None:

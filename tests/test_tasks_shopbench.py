@@ -16,6 +16,7 @@ from ecellm.evaluate.evaluator import evaluate
 from ecellm.evaluate.predictions import load_predictions
 from ecellm.infer.requests import build_request
 from ecellm.tasks import get_task
+from ecellm.tasks.constraints import OneOf, Ranking
 from ecellm.tasks.shopbench import metrics as M
 from ecellm.tasks.shopbench.common import SYSTEM_PROMPT
 from ecellm.tasks.shopbench.metrics import cut
@@ -312,21 +313,17 @@ def test_requests_per_type_decoding_and_prompt() -> None:
     assert mc.prompt.count("<system>") == 1 and mc.prompt.count("<user>") == 1
     assert mc.prompt.startswith(f"<system>{SYSTEM_PROMPT.strip()}</system><user>Which product")
     rank, ret = by_type["ranking"], by_type["retrieval"]
-    assert (rank.mode, rank.constraint, rank.constraint_args) == (
-        "constrained",
-        "ranking",
-        {"letters": ["1", "2", "3", "4"]},
-    )
-    assert (ret.mode, ret.constraint, ret.max_new_tokens) == ("constrained", "items", 100)
-    assert ret.constraint_args == {"items": [str(i) for i in range(1, 16)], "count": 3}
+    assert (rank.mode, rank.constraint) == ("constrained", Ranking(("1", "2", "3", "4")))
+    assert (ret.mode, ret.max_new_tokens) == ("constrained", 100)
+    assert ret.constraint == Ranking(tuple(str(i) for i in range(1, 16)), count=3)
     kettle = build_request(hidden[4])  # "Select 1 snippet ..." of 4
-    assert kettle.constraint_args == {"items": ["1", "2", "3", "4"], "count": 1}
+    assert kettle.constraint == Ranking(("1", "2", "3", "4"), count=1)
     for kind in ("named_entity_recognition", "generation"):
         assert (by_type[kind].mode, by_type[kind].max_new_tokens) == ("generate", 100)
     plain = build_request(hidden[0])  # no tokenizer (API backends): the system prompt as text, once
     assert plain.prompt == SYSTEM_PROMPT + hidden[0].instruction
     assert build_request(hidden[0], mode="generate").mode == "generate"
-    assert build_request(hidden[0], mode="constrained").constraint == "one_of"
+    assert build_request(hidden[0], mode="constrained").constraint == OneOf(("0", "1", "2", "3"))
 
 
 def test_cli_evaluate_official_file_with_mixed_metrics_and_alias(tmp_path: Path) -> None:

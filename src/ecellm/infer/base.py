@@ -8,14 +8,17 @@ it to the predictions file at once. Decoding modes:
 - ``choice``: score each string in ``choices`` by its log-likelihood after the prompt and return
   the best one as ``text`` (per-choice scores in ``choice_logprobs``);
 - ``constrained``: generation restricted so that the text always parses for the task
-  (``constraint`` names the grammar: ``"ranking"``, ``"ave_json"``, ``"digits_commas"``).
+  (``constraint`` is the task's spec, :mod:`ecellm.tasks.constraints`; each backend derives
+  its own form of it: a character grammar, a regex or a GBNF grammar).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
+
+from ecellm.tasks.constraints import Constraint
 
 Mode = Literal["generate", "choice", "constrained"]
 
@@ -31,10 +34,8 @@ class Request:
     # What to score for each choice (same order), e.g. the letter "B" for the option
     # "B: positive"; None = score the choice text itself.
     score_texts: list[str] | None = None
-    constraint: str | None = None
-    # Constraint parameters, e.g. {"letters": ["A","B","C"]} for ranking or
-    # {"attributes": [...], "sources": [...]} for AVE JSON.
-    constraint_args: dict[str, Any] = field(default_factory=dict)
+    # What a constrained answer must look like, e.g. Ranking(("A", "B", "C")); None: free text.
+    constraint: Constraint | None = None
     task: str | None = None
     # Sampling (generate mode, hf backend): temperature 0 is greedy; see ecellm.infer.decoding.
     temperature: float = 0.0

@@ -121,6 +121,8 @@ class GrammarProcessor:
             g, state = self.grammars[b], self.states[b]
             finish = g.finish(state)
             if not finish:
+                if not g.final(state):
+                    return out  # complete, but the model may go on: its choice
                 tid = self.eos
                 continue
             if self.max_new[b] - count - len(out) <= len(finish) + 1:
@@ -134,9 +136,9 @@ class GrammarProcessor:
     def _choose(self, b: int, g: Grammar, row: Any, remaining: int) -> int:
         state = self.states[b]
         finish = g.finish(state)
-        if not finish:
-            return self.eos  # complete; nothing else could follow in any of our grammars
-        if remaining <= len(finish) + 1:
+        if not finish and (remaining <= 1 or g.final(state)):
+            return self.eos  # complete, and nothing may (or fits to) follow
+        if finish and remaining <= len(finish) + 1:
             return self._forced(b, finish, row)
         fixed = g.forced(state)
         if fixed:  # deterministic text (JSON keys, known attribute names): fewest tokens
@@ -145,6 +147,8 @@ class GrammarProcessor:
                 return tid
         for tid in _by_score(row):
             if tid == self.eos:
+                if not finish:  # a complete answer the model chooses to end here
+                    return tid
                 continue
             text = self.tok_text[tid] if tid < len(self.tok_text) else ""
             if not text:
@@ -155,7 +159,7 @@ class GrammarProcessor:
             if len(g.finish(nxt)) + 1 <= remaining - 1:
                 return tid
             break
-        return self._forced(b, finish, row)
+        return self._forced(b, finish, row) if finish else self.eos
 
     def _longest(self, text: str) -> int | None:
         """The token typing the longest prefix of ``text``."""

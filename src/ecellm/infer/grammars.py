@@ -1,6 +1,8 @@
-"""Character-level grammars for constrained decoding: rankings, AVE JSON lists, digit lists, item picks.
+"""Character-level grammars for constrained decoding, one per constraint spec type.
 
-A grammar is a tiny state machine over characters. Constrained decoding (see
+Tasks declare *what* an answer looks like as a spec (:mod:`ecellm.tasks.constraints`); this
+module is the hf backend's form of it: :func:`grammar_for` builds the grammar of a spec. A
+grammar is a tiny state machine over characters. Constrained decoding (see
 :mod:`ecellm.infer.constrained`) feeds each candidate token's text through :meth:`Grammar.step`
 and keeps the token only when every character is accepted, so the model can never leave the
 language. Each grammar also knows the shortest text that completes any state
@@ -12,10 +14,20 @@ States are immutable tuples so one state can be shared by many candidate checks.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from ecellm.tasks.constraints import (
+    NONE,
+    SEP,
+    AttributeValues,
+    Constraint,
+    NumberList,
+    OneOf,
+    Ranking,
+    value_char_ok,
+)
 
 
 class Grammar(Protocol):
@@ -27,6 +39,10 @@ class Grammar(Protocol):
 
     def accepting(self, state: Any) -> bool:
         """True when the text so far is a complete answer (end-of-sequence allowed)."""
+        ...
+
+    def final(self, state: Any) -> bool:
+        """True when the answer is complete and nothing may follow (end-of-sequence forced)."""
         ...
 
     def finish(self, state: Any) -> str:
@@ -55,152 +71,120 @@ def accepts(grammar: Grammar, text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Ranking:
-    """Every letter exactly once, joined by commas, no spaces: ``B,A,C``.
+class RankingGrammar:
+    """:class:`~ecellm.tasks.constraints.Ranking`: distinct labels joined by commas, no spaces.
 
-    State: (letters used so far, whether a letter is expected next).
+    State: (labels closed by a comma so far, text of the label being typed). Labels may be
+    several characters, so ``buf`` can be a complete label that another one extends (``1`` of
+    ``10``).
     """
 
-    letters: tuple[str, ...]
-
-    def start(self) -> tuple[tuple[str, ...], bool]:
-        return ((), True)
-
-    def step(self, state: tuple[tuple[str, ...], bool], ch: str) -> tuple[tuple[str, ...], bool] | None:
-        used, want_letter = state
-        if want_letter:
-            return (used + (ch,), False) if ch in self.letters and ch not in used else None
-        if ch == "," and len(used) < len(self.letters):
-            return (used, True)
-        return None
-
-    def accepting(self, state: tuple[tuple[str, ...], bool]) -> bool:
-        used, want_letter = state
-        return not want_letter and len(used) == len(self.letters)
-
-    def finish(self, state: tuple[tuple[str, ...], bool]) -> str:
-        used, want_letter = state
-        rest = [x for x in self.letters if x not in used]
-        if not rest:
-            return ""
-        return ("" if want_letter else ",") + ",".join(rest)
-
-    def forced(self, state: tuple[tuple[str, ...], bool]) -> str:
-        used, want_letter = state
-        rest = [x for x in self.letters if x not in used]
-        if not rest:
-            return ""
-        if not want_letter:
-            return ","
-        return rest[0] if len(rest) == 1 else ""
-
-
-@dataclass(frozen=True)
-class DigitsCommas:
-    """Non-empty numbers joined by commas (ShopBench-style ``3,1,2``); at most ``max_chars``."""
-
-    max_chars: int = 64
-
-    def start(self) -> str:
-        return ""
-
-    def step(self, state: str, ch: str) -> str | None:
-        if len(state) >= self.max_chars:
-            return None
-        if ch.isascii() and ch.isdigit():
-            return state + ch
-        if ch == "," and state and state[-1] != ",":
-            return state + ch
-        return None
-
-    def accepting(self, state: str) -> bool:
-        return bool(state) and state[-1] != ","
-
-    def finish(self, state: str) -> str:
-        return "" if self.accepting(state) else "0"
-
-    def forced(self, state: str) -> str:
-        return ""
-
-
-@dataclass(frozen=True)
-class Items:
-    """``count`` distinct items of a listed set joined by commas, no spaces (ShopBench retrieval:
-    three of the 15 listed numbers, ``6,9,15``). Items may be several characters long and one
-    may be a prefix of another (``1`` and ``15``).
-
-    State: (items already written, the item being typed).
-    """
-
-    items: tuple[str, ...]
-    count: int
+    spec: Ranking
 
     def start(self) -> tuple[tuple[str, ...], str]:
         return ((), "")
 
-    def _free(self, used: tuple[str, ...]) -> list[str]:
-        return [i for i in self.items if i not in used]
+    def _open(self, used: tuple[str, ...]) -> list[str]:
+        return [x for x in self.spec.labels if x not in used]
+
+    def _complete(self, used: tuple[str, ...], buf: str) -> bool:
+        return buf in self.spec.labels and buf not in used
 
     def step(self, state: tuple[tuple[str, ...], str], ch: str) -> tuple[tuple[str, ...], str] | None:
         used, buf = state
-        if ch == ",":
-            done = buf in self._free(used)
-            return (used + (buf,), "") if done and len(used) + 1 < self.count else None
+        if ch == SEP:
+            if self._complete(used, buf) and len(used) + 1 < self.spec.length:
+                return (used + (buf,), "")
+            return None
         cand = buf + ch
-        return (used, cand) if any(i.startswith(cand) for i in self._free(used)) else None
+        return (used, cand) if any(x.startswith(cand) for x in self._open(used)) else None
 
     def accepting(self, state: tuple[tuple[str, ...], str]) -> bool:
         used, buf = state
-        return len(used) + 1 == self.count and buf in self._free(used)
+        return self._complete(used, buf) and len(used) + 1 == self.spec.length
+
+    def final(self, state: tuple[tuple[str, ...], str]) -> bool:
+        used, buf = state
+        return self.accepting(state) and not any(x != buf and x.startswith(buf) for x in self._open(used))
 
     def finish(self, state: tuple[tuple[str, ...], str]) -> str:
         used, buf = state
-        if self.accepting(state):
-            return ""
-        free = self._free(used)
-        if buf in free:  # complete item, more to come
-            rest = [i for i in free if i != buf]
-            return "," + ",".join(sorted(rest, key=len)[: self.count - len(used) - 1])
-        here = min((i for i in free if i.startswith(buf)), key=len)
-        rest = sorted((i for i in free if i != here), key=len)[: self.count - len(used) - 1]
-        return here[len(buf) :] + "".join("," + r for r in rest)
+        open_ = self._open(used)
+        if self._complete(used, buf):
+            current, head = buf, ""
+        else:  # finish the label being typed with its shortest completion
+            current = min((x for x in open_ if x.startswith(buf)), key=len)
+            head = current[len(buf) :]
+        need = self.spec.length - len(used) - 1
+        rest = sorted((x for x in open_ if x != current), key=len)[:need]  # stable: label order
+        return head + "".join(SEP + x for x in rest)
 
     def forced(self, state: tuple[tuple[str, ...], str]) -> str:
+        used, buf = state
+        options = [x[len(buf) :] for x in self._open(used) if x.startswith(buf) and x != buf]
+        if self._complete(used, buf):
+            options.append(SEP if len(used) + 1 < self.spec.length else "")
+        return os.path.commonprefix(options) if options else ""
+
+
+@dataclass(frozen=True)
+class NumberListGrammar:
+    """:class:`~ecellm.tasks.constraints.NumberList`. State: (numbers started, digits in the
+    current one)."""
+
+    spec: NumberList
+
+    def start(self) -> tuple[int, int]:
+        return (1, 0)
+
+    def step(self, state: tuple[int, int], ch: str) -> tuple[int, int] | None:
+        items, digits = state
+        if "0" <= ch <= "9":
+            return (items, digits + 1) if digits < self.spec.max_digits else None
+        if ch == SEP and digits and items < self.spec.max_items:
+            return (items + 1, 0)
+        return None
+
+    def accepting(self, state: tuple[int, int]) -> bool:
+        return state[1] > 0
+
+    def final(self, state: tuple[int, int]) -> bool:
+        return state == (self.spec.max_items, self.spec.max_digits)
+
+    def finish(self, state: tuple[int, int]) -> str:
+        return "" if state[1] else "0"
+
+    def forced(self, state: tuple[int, int]) -> str:
         return ""
 
 
 @dataclass(frozen=True)
-class OneOf:
-    """Exactly one of a fixed set of strings (ShopBench multiple choice: an option number).
+class OneOfGrammar:
+    """:class:`~ecellm.tasks.constraints.OneOf`: exactly one of a fixed set of strings."""
 
-    An empty set falls back to a single number of up to 4 digits.
-    """
-
-    allowed: tuple[str, ...]
+    spec: OneOf
 
     def start(self) -> str:
         return ""
 
-    def _ok(self, text: str) -> bool:
-        if self.allowed:
-            return any(a.startswith(text) for a in self.allowed)
-        return len(text) <= 4 and text.isascii() and text.isdigit()
-
     def step(self, state: str, ch: str) -> str | None:
-        return state + ch if self._ok(state + ch) else None
+        text = state + ch
+        return text if any(a.startswith(text) for a in self.spec.options) else None
 
     def accepting(self, state: str) -> bool:
-        return state in self.allowed if self.allowed else bool(state)
+        return state in self.spec.options
+
+    def final(self, state: str) -> bool:
+        others = (a for a in self.spec.options if a != state)
+        return self.accepting(state) and not any(a.startswith(state) for a in others)
 
     def finish(self, state: str) -> str:
         if self.accepting(state):
             return ""
-        if not self.allowed:
-            return "0"
-        return min((a for a in self.allowed if a.startswith(state)), key=len)[len(state) :]
+        return min((a for a in self.spec.options if a.startswith(state)), key=len)[len(state) :]
 
     def forced(self, state: str) -> str:
-        rest = [a[len(state) :] for a in self.allowed if a.startswith(state)]
+        rest = [a[len(state) :] for a in self.spec.options if a.startswith(state)]
         return rest[0] if len(rest) == 1 else ""
 
 
@@ -215,27 +199,34 @@ _AFTER_ATTR = ', "value": "'
 _AFTER_VALUE = ', "source": "'
 _AFTER_SOURCE = "}"
 _NEXT = ", " + _ITEM_OPEN
-_NONE = "None"
+_NONE = NONE
 
 
 State = tuple[str, str, int, bool, str]
 
 
 @dataclass(frozen=True)
-class AveJson:
-    """JSON list of {attribute, value, source} with attributes and sources from the sample.
+class AttributeValuesGrammar:
+    """:class:`~ecellm.tasks.constraints.AttributeValues`: a JSON list of {attribute, value,
+    source} with the sample's target attributes and field names.
 
     State: ``(node, buf, idx, value_is_none, next)``. ``node`` is ``lit`` (``buf`` = literal text
     still to type, then go to slot ``next``) or a slot: ``attr``, ``value``, ``src``, ``sep``
     (``, {...`` or ``]``), ``end``; ``buf`` holds the slot text so far and ``idx`` the index of
-    the last target attribute that has an item. Values are free text without quotes,
-    backslashes or control characters, 1..``max_value`` characters; a ``None`` value forces
-    source ``None`` as in the gold data.
+    the last target attribute that has an item. Values are 1..``max_value`` characters
+    allowed by :func:`~ecellm.tasks.constraints.value_char_ok`, not starting with a space; a
+    ``None`` value forces source ``None`` as in the gold data.
     """
 
-    attributes: tuple[str, ...]
-    sources: tuple[str, ...]
-    max_value: int = 48
+    spec: AttributeValues
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return self.spec.attributes
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return self.spec.sources
 
     def start(self) -> State:
         if not self.attributes:
@@ -266,8 +257,8 @@ class AveJson:
             return ("attr", buf + ch, idx, none, "") if any(o.startswith(buf + ch) for o in opts) else None
         if node == "value":
             if ch == '"':
-                return ("lit", _AFTER_VALUE, idx, buf == _NONE, "src") if buf.strip() else None
-            if ch == "\\" or not ch.isprintable() or len(buf) >= self.max_value or (not buf and ch == " "):
+                return ("lit", _AFTER_VALUE, idx, buf == _NONE, "src") if buf else None
+            if not value_char_ok(ch) or len(buf) >= self.spec.max_value or (not buf and ch == " "):
                 return None
             return ("value", buf + ch, idx, none, "")
         if node == "src":
@@ -286,6 +277,9 @@ class AveJson:
         return None  # "end": nothing may follow
 
     def accepting(self, state: State) -> bool:
+        return state[0] == "end"
+
+    def final(self, state: State) -> bool:
         return state[0] == "end"
 
     def forced(self, state: State) -> str:
@@ -346,48 +340,17 @@ class AveJson:
         return _AFTER_SOURCE + _NEXT + self._items_from(idx + 1)
 
 
-def ave_arguments(sample_input: str, meta: dict[str, Any] | None = None) -> dict[str, list[str]] | None:
-    """Target attributes and source field names of an AVE sample, or ``None`` if unreadable.
+_GRAMMARS: dict[type, Any] = {
+    Ranking: RankingGrammar,
+    NumberList: NumberListGrammar,
+    OneOf: OneOfGrammar,
+    AttributeValues: AttributeValuesGrammar,
+}
 
-    The input is a JSON object of text fields plus ``"target attributes"`` (``"a and b"``);
-    builders also keep the list in ``meta["target_attributes"]``. Attributes are lower-cased as
-    gold outputs are.
-    """
+
+def grammar_for(spec: Constraint) -> Grammar:
+    """The character grammar of a constraint spec (what the hf backend decodes with)."""
     try:
-        payload = json.loads(sample_input)
-    except (json.JSONDecodeError, TypeError):
-        return None
-    if not isinstance(payload, dict):
-        return None
-    targets: Sequence[str] | None = (meta or {}).get("target_attributes")
-    if not targets:
-        raw = payload.get("target attributes") or payload.get("target attribute")
-        if not isinstance(raw, str) or not raw.strip():
-            return None
-        targets = [t.strip() for part in raw.split(" and ") for t in part.split(",") if t.strip()]
-    attrs = list(dict.fromkeys(str(t).strip().lower() for t in targets if str(t).strip()))
-    attrs = [a for a in attrs if '"' not in a and "\\" not in a]
-    sources = sorted(
-        k for k in payload if isinstance(k, str) and not k.startswith("target attribute") and '"' not in k
-    )
-    if not attrs:
-        return None
-    return {"attributes": attrs, "sources": sources}
-
-
-def make_grammar(name: str, args: dict[str, Any]) -> Grammar:
-    """The grammar a request's ``constraint`` names, built from its ``constraint_args``."""
-    if name == "ranking":
-        return Ranking(tuple(args["letters"]))
-    if name == "digits_commas":
-        return DigitsCommas(int(args.get("max_chars", 64)))
-    if name == "items":
-        items = tuple(str(i) for i in args["items"])
-        return Items(items, max(1, min(int(args.get("count", len(items))), len(items))))
-    if name in ("digits", "one_of"):
-        return OneOf(tuple(str(a) for a in args.get("allowed", ())))
-    if name == "ave_json":
-        return AveJson(
-            tuple(args["attributes"]), tuple(args.get("sources", ())), int(args.get("max_value", 48))
-        )
-    raise ValueError(f"unknown constraint {name!r} (ranking, ave_json, digits_commas, digits, one_of, items)")
+        return _GRAMMARS[type(spec)](spec)
+    except KeyError:
+        raise TypeError(f"not a constraint spec: {spec!r}") from None

@@ -271,13 +271,13 @@ class HFBackend:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         from ecellm.infer.constrained import GrammarProcessor
-        from ecellm.infer.grammars import make_grammar
+        from ecellm.infer.grammars import grammar_for
 
         tok = self.tokenizer
         stop = tuple(sorted({s for r in batch for s in r.stop}))
         processors, criteria, proc = LogitsProcessorList(), StoppingCriteriaList(), None
         if constrained:
-            grammars = [make_grammar(r.constraint or "", r.constraint_args) for r in batch]
+            grammars = [grammar_for(r.constraint) for r in batch]
             proc = GrammarProcessor(tok, grammars, width, [r.max_new_tokens for r in batch])
             processors.append(proc)
         elif stop:

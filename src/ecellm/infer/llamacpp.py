@@ -8,8 +8,11 @@ with the install command.
 
 Modes: ``generate`` (greedy: temperature 0 and top-k 1, cut at ``stop``) and ``choice`` (each
 choice scored by the summed log-probability of its tokens after the prompt, which needs the
-model opened with ``logits_all``; the backend turns that on itself). ``constrained`` falls back
-to ``generate`` and the completion records ``mode="generate"``.
+model opened with ``logits_all``; the backend turns that on itself) and ``constrained``
+(greedy generation under the GBNF grammar of the request's constraint spec,
+:func:`ecellm.infer.structured.to_gbnf`, which accepts exactly what the hf backend's grammar
+accepts). Unlike the hf backend, llama.cpp cannot force the shortest completion when the token
+budget runs out, so a constrained answer cut by ``max_new_tokens`` may not parse.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.structured import to_gbnf
 
 INSTALL_HINT = "pip install 'ecellm[llamacpp]'  (or: pip install llama-cpp-python)"
 
@@ -34,20 +38,21 @@ class MissingDependency(InputError, ImportError):
 
 
 def _import_llama() -> Any:
+    """The ``llama_cpp`` module (``Llama`` and ``LlamaGrammar``)."""
     try:
-        from llama_cpp import Llama
+        import llama_cpp
     except ImportError as exc:
         raise MissingDependency(
             f"the llamacpp backend needs llama-cpp-python: {INSTALL_HINT}", field="backend"
         ) from exc
-    return Llama
+    return llama_cpp
 
 
 class LlamaCppBackend:
     """Greedy generation and choice scoring with llama.cpp on one GGUF file."""
 
     name = "llamacpp"
-    supported_modes = frozenset({"generate", "choice"})
+    supported_modes = frozenset({"generate", "choice", "constrained"})
 
     def __init__(
         self,
@@ -60,7 +65,7 @@ class LlamaCppBackend:
         chat: bool = False,
         verbose: bool = False,
     ) -> None:
-        llama_cls = _import_llama()
+        self._llama_cpp = _import_llama()
         if not Path(model_path).is_file():
             raise InputError("GGUF model file not found", file=model_path)
         self.model_path = model_path
@@ -68,7 +73,8 @@ class LlamaCppBackend:
         self.seed = seed
         self.n_ctx = n_ctx
         # logits_all keeps every position's logits so choice scoring can read prompt log-probs.
-        self.llm = llama_cls(
+        self._grammars: dict[Any, Any] = {}
+        self.llm = self._llama_cpp.Llama(
             model_path=model_path,
             n_ctx=n_ctx,
             n_threads=n_threads,
@@ -87,8 +93,13 @@ class LlamaCppBackend:
             "chat": self.chat,
             "temperature": 0.0,
             "supported_modes": sorted(self.supported_modes),
-            "mode_fallback": "constrained runs as generate",
         }
+
+    def _grammar(self, spec: Any) -> Any:
+        """The compiled GBNF grammar of a constraint spec (compiled once per spec)."""
+        if spec not in self._grammars:
+            self._grammars[spec] = self._llama_cpp.LlamaGrammar.from_string(to_gbnf(spec), verbose=False)
+        return self._grammars[spec]
 
     def _generate(self, req: Request) -> Completion:
         start = time.perf_counter()
@@ -98,6 +109,10 @@ class LlamaCppBackend:
             "top_k": 1,
             "stop": list(req.stop) or None,
         }
+        constrained = req.mode == "constrained" and req.constraint is not None
+        if constrained:
+            kw["grammar"] = self._grammar(req.constraint)
+            kw["stop"] = None  # the grammar ends the answer; a stop string could cut it
         if self.chat:
             out = self.llm.create_chat_completion(messages=[{"role": "user", "content": req.prompt}], **kw)
             text = out["choices"][0]["message"].get("content") or ""
@@ -111,6 +126,7 @@ class LlamaCppBackend:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=time.perf_counter() - start,
+            mode="constrained" if constrained else "generate",
         )
 
     def _logprob_of(self, prompt: str, continuation: str) -> tuple[float, int]:

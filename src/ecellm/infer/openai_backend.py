@@ -17,9 +17,17 @@ run: same prompts, same parsers, same scorer as local models. Design points:
 
 Modes: ``generate`` always. ``choice`` is scored by prompt log-likelihood when
 ``choice_scoring="echo"`` and the server supports ``echo`` + ``logprobs`` on ``/completions``
-(ecellm serve, vLLM, llama.cpp; not OpenAI's chat models); otherwise ``choice`` and
-``constrained`` requests are generated freely and the completion records ``mode="generate"``
-so the evaluator knows the answer was parsed from free text.
+(ecellm serve, vLLM, llama.cpp; not OpenAI's chat models); otherwise ``choice`` requests are
+generated freely and the completion records ``mode="generate"`` so the evaluator knows the
+answer was parsed from free text. ``constrained`` requests are sent with the task's constraint
+when ``constraint_field`` names how the server takes one (opt-in: a server that does not know
+the field may reject the request or silently ignore it):
+
+- ``guided_regex``: the spec's regex as vLLM's ``guided_regex`` extra parameter (vLLM < 0.11);
+- ``structured_outputs``: ``{"regex": ...}`` as vLLM's ``structured_outputs`` parameter;
+- ``grammar``: the spec's GBNF grammar (llama.cpp's server).
+
+Otherwise they are generated freely, recorded as ``mode="generate"``.
 """
 
 from __future__ import annotations
@@ -38,11 +46,14 @@ import httpx
 
 from ecellm.errors import EnvironmentProblem, InputError
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.structured import to_gbnf, to_regex
 from ecellm.serve.security import is_loopback
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 MAX_STOP = 4  # the OpenAI API rejects more stop sequences
+ConstraintField = Literal["guided_regex", "structured_outputs", "grammar"]
+CONSTRAINT_FIELDS: tuple[str, ...] = ("guided_regex", "structured_outputs", "grammar")
 
 
 class OpenAIError(EnvironmentProblem):
@@ -123,6 +134,7 @@ class OpenAIBackend:
         max_tokens_field: str = "max_tokens",
         seed: int | None = None,
         extra_body: dict[str, Any] | None = None,
+        constraint_field: ConstraintField | None = None,
     ) -> None:
         if concurrency < 1:
             raise InputError("concurrency must be at least 1", field="concurrency")
@@ -148,7 +160,15 @@ class OpenAIBackend:
         self.max_tokens_field = max_tokens_field
         self.seed = seed
         self.extra_body = dict(extra_body or {})
-        self.supported_modes = frozenset({"generate", "choice"} if choice_scoring == "echo" else {"generate"})
+        if constraint_field is not None and constraint_field not in CONSTRAINT_FIELDS:
+            known = ", ".join(CONSTRAINT_FIELDS)
+            raise InputError(
+                f"unknown constraint_field {constraint_field!r}; choose one of {known}",
+                field="constraint_field",
+            )
+        self.constraint_field = constraint_field
+        modes = {"generate", "choice"} if choice_scoring == "echo" else {"generate"}
+        self.supported_modes = frozenset(modes | ({"constrained"} if constraint_field else set()))
         self._limiter = RateLimiter(requests_per_minute)
         self._random = random.Random()
         self._stats = {"http_requests": 0, "retries": 0}
@@ -184,6 +204,8 @@ class OpenAIBackend:
             if self.choice_scoring == "echo"
             else "choice runs as generate"
         )
+        if not self.constraint_field:
+            modes += "; constrained runs as generate (answers parsed from free text)"
         return {
             "backend": self.name,
             "model": self.model,
@@ -197,7 +219,8 @@ class OpenAIBackend:
             "backoff": self.backoff,
             "requests_per_minute": self.requests_per_minute,
             "supported_modes": sorted(self.supported_modes),
-            "mode_fallback": f"{modes}; constrained runs as generate (answers parsed from free text)",
+            "mode_fallback": modes,
+            "constraint_field": self.constraint_field,
             "system_prompt": self.system_prompt,
             "stats": self.stats,
         }
@@ -253,8 +276,23 @@ class OpenAIBackend:
         body.update(self.extra_body)
         return body
 
+    def _constrain(self, req: Request, body: dict[str, Any]) -> bool:
+        """Add the request's constraint to ``body`` in the server's field; whether one was added."""
+        spec = req.constraint if req.mode == "constrained" else None
+        if spec is None or not self.constraint_field:
+            return False
+        if self.constraint_field == "grammar":
+            body["grammar"] = to_gbnf(spec)
+        elif self.constraint_field == "guided_regex":
+            body["guided_regex"] = to_regex(spec)
+        else:
+            body["structured_outputs"] = {"regex": to_regex(spec)}
+        body.pop("stop", None)  # the constraint ends the answer; a stop string could cut it
+        return True
+
     def _generate(self, req: Request) -> Completion:
         body = self._body(req.max_new_tokens, req.stop)
+        constrained = self._constrain(req, body)
         if self.chat:
             messages = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
             body["messages"] = [*messages, {"role": "user", "content": req.prompt}]
@@ -267,7 +305,7 @@ class OpenAIBackend:
             text = (choice["message"].get("content") if self.chat else choice["text"]) or ""
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise OpenAIError(f"response for request {req.id} has no completion text") from exc
-        for s in req.stop:  # servers differ: some keep the stop text, some accept only four
+        for s in () if constrained else req.stop:  # some servers keep the stop text or take only 4
             if s and (i := text.find(s)) >= 0:
                 text = text[:i]
         usage = data.get("usage") or {}
@@ -277,7 +315,7 @@ class OpenAIBackend:
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             latency_s=latency,
-            mode="generate",
+            mode="constrained" if constrained else "generate",
         )
 
     def _choice(self, req: Request) -> Completion:

@@ -8,20 +8,20 @@ on, so this module stays small, imports vLLM only when the backend is built, and
 Modes: ``generate`` (temperature 0, ``max_tokens``, ``stop``); ``choice`` by prompt
 log-likelihood (``prompt_logprobs``) of prompt + choice; ``constrained`` through vLLM's
 structured outputs (``StructuredOutputsParams`` in new releases, ``GuidedDecodingParams`` in
-older ones) with a regex or JSON schema per constraint. A LoRA adapter folder is applied
+older ones) with the regex of the request's constraint spec (:mod:`ecellm.infer.structured`),
+which accepts exactly what the hf backend's grammar accepts. A LoRA adapter folder is applied
 per request through ``LoRARequest``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.llamacpp import MissingDependency
+from ecellm.infer.structured import vllm_structured
 
 INSTALL_HINT = "pip install 'ecellm[vllm]'  (needs a CUDA GPU)"
 
@@ -34,36 +34,12 @@ def _import_vllm() -> Any:
     return vllm
 
 
-def constraint_spec(req: Request) -> dict[str, Any] | None:
-    """The structured-output rule for a constrained request: ``{"regex": ...}`` or ``{"json": schema}``."""
-    args = req.constraint_args
-    if req.constraint == "ranking":
-        letters = "".join(args.get("letters") or "ABCDE")
-        return {"regex": f"[{letters}](,[{letters}])*"}
-    if req.constraint == "items":  # distinctness is not expressible as a regex; the count is
-        alt = "|".join(sorted((re.escape(str(i)) for i in args["items"]), key=len, reverse=True))
-        count = max(1, int(args.get("count", len(args["items"]))))
-        return {"regex": f"({alt})" + f"(,({alt}))" + "{" + str(count - 1) + "}"}
-    if req.constraint == "digits_commas":
-        return {"regex": r"\d+(,\s?\d+)*"}
-    if req.constraint == "ave_json":
-        item: dict[str, Any] = {
-            "type": "object",
-            "properties": {
-                "attribute": {
-                    "type": "string",
-                    **({"enum": args["attributes"]} if args.get("attributes") else {}),
-                },
-                "value": {"type": "string"},
-                "source": {
-                    "type": "string",
-                    **({"enum": [*args["sources"], "None"]} if args.get("sources") else {}),
-                },
-            },
-            "required": ["attribute", "value", "source"],
-        }
-        return {"json": {"type": "array", "items": item}}
-    return None
+def constraint_spec(req: Request) -> dict[str, str] | None:
+    """The structured-output rule of a constrained request: ``{"regex": ...}`` derived from the
+    task's constraint spec (``{"grammar": gbnf}`` for a ranking too long for a regex)."""
+    if req.mode != "constrained" or req.constraint is None:
+        return None
+    return vllm_structured(req.constraint)
 
 
 class VLLMBackend:
@@ -121,14 +97,13 @@ class VLLMBackend:
         sp = self._vllm.sampling_params
         if hasattr(sp, "StructuredOutputsParams"):
             return {"structured_outputs": sp.StructuredOutputsParams(**spec)}
-        value = json.dumps(spec["json"]) if "json" in spec else spec["regex"]
-        return {"guided_decoding": sp.GuidedDecodingParams(**{next(iter(spec)): value})}
+        return {"guided_decoding": sp.GuidedDecodingParams(**spec)}
 
     def _params(self, req: Request) -> Any:
         kw: dict[str, Any] = {"temperature": 0.0, "max_tokens": req.max_new_tokens, "seed": self.seed}
         if req.stop:
             kw["stop"] = list(req.stop)
-        if req.mode == "constrained" and (spec := constraint_spec(req)):
+        if spec := constraint_spec(req):
             kw.update(self._structured(spec))
         return self._vllm.SamplingParams(**kw)
 
@@ -139,7 +114,7 @@ class VLLMBackend:
         )
         per_item = (time.perf_counter() - start) / max(len(reqs), 1)
         for req, out in zip(reqs, outs, strict=True):
-            mode = "constrained" if req.mode == "constrained" and constraint_spec(req) else "generate"
+            mode = "constrained" if constraint_spec(req) else "generate"
             yield Completion(
                 id=req.id,
                 text=out.outputs[0].text,

@@ -1,7 +1,43 @@
 """AVE: attribute value extraction. Output: JSON list of {attribute, value, source}, lower-cased."""
 
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
 from ecellm.tasks.base import Task
+from ecellm.tasks.constraints import AttributeValues, name_ok
 from ecellm.tasks.parsing import parse_json_list
+
+if TYPE_CHECKING:
+    from ecellm.data.schema import Sample
+
+
+def constraint(sample: Sample) -> AttributeValues | None:
+    """The sample's target attributes (lower-cased, as gold outputs are) and its text fields as
+    sources, or ``None`` if the input is not a JSON object naming target attributes.
+
+    The input is a JSON object of text fields plus ``"target attributes"`` (``"a and b"``);
+    builders also keep the list in ``meta["target_attributes"]``, which wins.
+    """
+    try:
+        payload = json.loads(sample.input)
+    except (json.JSONDecodeError, TypeError):
+        return None
+    if not isinstance(payload, dict):
+        return None
+    targets = (sample.meta or {}).get("target_attributes")
+    if not targets:
+        raw = payload.get("target attributes") or payload.get("target attribute")
+        if not isinstance(raw, str) or not raw.strip():
+            return None
+        targets = [t.strip() for part in raw.split(" and ") for t in part.split(",") if t.strip()]
+    attrs = [a for a in dict.fromkeys(str(t).strip().lower() for t in targets) if name_ok(a)]
+    sources = sorted(k for k in payload if isinstance(k, str) and not k.startswith("target attribute"))
+    if not attrs:
+        return None
+    return AttributeValues(tuple(attrs), tuple(s for s in sources if name_ok(s)))
+
 
 TASK = Task(
     abbr="AVE",
@@ -36,4 +72,5 @@ TASK = Task(
     max_new_tokens=160,
     has_ood=True,
     parser=parse_json_list,
+    constraint=constraint,
 )

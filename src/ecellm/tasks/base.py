@@ -6,8 +6,11 @@ Adding an 11th task is one new module and one line in ``ecellm.tasks.registry.TA
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+
+from ecellm.tasks.constraints import Constraint
 
 if TYPE_CHECKING:
     from ecellm.data.schema import Sample
@@ -25,6 +28,7 @@ AnswerKind = Literal[
     "entities",
 ]
 DecodeMode = Literal["generate", "choice", "constrained"]
+CLOSED_KINDS = ("yes_no", "option", "letter")  # answer kinds with a fixed set of answer strings
 Category = Literal[
     "product understanding",
     "user understanding",
@@ -62,6 +66,8 @@ class Task:
       ``aggregate(rows)`` summarises the family's result rows (tracks, overall).
     - ``modes``: the evaluation modes the task knows; ``paper`` and ``official`` both mean "as
       the reference evaluator scores it".
+    - ``constraint``: the sample's decoding constraint spec (:mod:`ecellm.tasks.constraints`),
+      or ``None`` when the sample lacks what it needs; no ``constraint``: free text.
     """
 
     abbr: str
@@ -78,6 +84,7 @@ class Task:
     options: tuple[str, ...] = ()
     option_letters: tuple[str, ...] = ()
     parser: Any = None  # Callable[[str, Sample | None, bool], Any | Invalid]
+    constraint: Callable[[Sample], Constraint | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     family: str = "ecinstruct"
     request_builder: Any = None
@@ -104,3 +111,43 @@ class Task:
             opts = sample.options or list(self.options)
             return [o.split(":", 1)[0].strip() for o in opts]
         raise ValueError(f"task {self.abbr} has no closed answer set")
+
+    @property
+    def closed(self) -> bool:
+        """Whether every answer is one of a fixed set of strings (scored by :meth:`choices`)."""
+        return self.answer_kind in CLOSED_KINDS
+
+    def decoding(self, sample: Sample, mode: str = "auto") -> SampleDecoding:
+        """How to decode ``sample`` when ``mode`` is asked for (``auto`` = :attr:`decode`).
+
+        ``choice`` and ``constrained`` apply where the task supports them: a closed-set task asked
+        for ``constrained`` is scored as ``choice`` (the tightest constraint there is), any other
+        task asked for ``choice`` keeps its default. When the sample lacks what its constraint or
+        choices need, the answer is generated freely and the mode says so.
+        """
+        wanted = self.decode if mode == "auto" else mode
+        if wanted == "constrained" and self.closed:
+            wanted = "choice"
+        elif wanted == "choice" and not self.closed:
+            wanted = self.decode
+        if wanted == "choice" and self.closed and (choices := self.choices(sample)):
+            score = [c.split(":", 1)[0].strip() for c in choices] if self.answer_kind == "option" else None
+            return SampleDecoding("choice", self.max_new_tokens, choices=choices, score_texts=score)
+        if wanted == "constrained" and self.constraint is not None:
+            spec = self.constraint(sample)
+            if spec is not None:
+                return SampleDecoding("constrained", spec.budget(self.max_new_tokens), constraint=spec)
+        return SampleDecoding("generate", self.max_new_tokens)
+
+
+@dataclass(frozen=True)
+class SampleDecoding:
+    """A sample's decoding: the mode, the new-token budget, and the choices to score (``choice``;
+    ``score_texts`` are what is scored of each, e.g. the letter of ``"B: positive"``) or the
+    constraint spec (``constrained``)."""
+
+    mode: DecodeMode
+    max_new_tokens: int
+    choices: list[str] | None = None
+    score_texts: list[str] | None = None
+    constraint: Constraint | None = None

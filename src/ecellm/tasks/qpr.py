@@ -1,14 +1,49 @@
 """QPR: rank 2-4 products for a query. Output: letters best first joined by ',' (``B,A,C``)."""
 
+from __future__ import annotations
+
+import json
+import re
 from functools import partial
+from typing import TYPE_CHECKING
 
 from ecellm.tasks.base import Task
+from ecellm.tasks.constraints import Ranking
 from ecellm.tasks.parsing import parse_ranking
+
+if TYPE_CHECKING:
+    from ecellm.data.schema import Sample
 
 LETTERS = ("A", "B", "C", "D")
 # Order of ESCI labels in a gold ranking, and their gains in NDCG.
 LABEL_ORDER = ("E", "S", "C", "I")
 GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
+_LETTER = re.compile(r"^\s*([A-Z])\s*:")
+
+
+def listed_letters(sample: Sample) -> list[str] | None:
+    """The letters of a sample's listed products (``"A: ..."`` items of ``product list``, else
+    its options), or ``None`` if they cannot be read or repeat."""
+    try:
+        payload = json.loads(sample.input)
+    except (json.JSONDecodeError, TypeError):
+        payload = None
+    items = payload.get("product list") if isinstance(payload, dict) else None
+    letters: list[str] = []
+    if isinstance(items, list) and items:
+        letters = [m.group(1) for it in items if isinstance(it, str) and (m := _LETTER.match(it))]
+        if len(letters) != len(items):
+            letters = []
+    if not letters and sample.options:
+        letters = [m.group(1) for o in sample.options if (m := _LETTER.match(o))]
+    return letters if letters and len(set(letters)) == len(letters) else None
+
+
+def constraint(sample: Sample) -> Ranking | None:
+    """Every listed product's letter exactly once."""
+    letters = listed_letters(sample)
+    return Ranking(tuple(letters)) if letters else None
+
 
 TASK = Task(
     abbr="QPR",
@@ -38,5 +73,6 @@ TASK = Task(
     has_ood=False,
     option_letters=LETTERS,
     parser=partial(parse_ranking, letters=LETTERS),
+    constraint=constraint,
     extra={"gains": GAINS, "label_order": LABEL_ORDER},
 )

@@ -74,13 +74,15 @@ def shop_task(
     gold_text: Callable[[Any], str],
     request: Callable[..., Any],
     description: str,
+    constraint: Callable[[Any], Any] | None = None,
 ) -> Task:
     """A ShopBench task type as a registry :class:`Task`.
 
     ``read(text, official)`` is the official reading of an output (``official=False`` is the
     strict reading); ``unusable(answer)`` says when nothing usable came out (counted as
     invalid); ``gold_text(truth)`` writes the truth as a perfect answer (training targets,
-    perfect-prediction checks); ``request`` builds the backend request.
+    perfect-prediction checks); ``request`` builds the backend request; ``constraint`` gives a
+    sample's constraint spec (:mod:`ecellm.tasks.constraints`) for constrained decoding.
     """
 
     def parser(text: str, sample: Any, lenient: bool) -> Any:
@@ -102,6 +104,7 @@ def shop_task(
         parser=parser,
         family=FAMILY,
         request_builder=request,
+        constraint=constraint,
         scorer=scoring.score_group,
         aggregate=scoring.summarize,
         modes=("official", "strict"),

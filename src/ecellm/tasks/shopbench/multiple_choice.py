@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from ecellm.infer.base import Request
+from ecellm.tasks.constraints import NumberList, OneOf
 from ecellm.tasks.shopbench.common import numbered_items, render, shop_task
 
 _LEADING = re.compile(r"\s*(\d+)")
@@ -28,6 +29,12 @@ def read(text: str, official: bool) -> int:
         return -1
 
 
+def constraint(sample: Any) -> OneOf | NumberList:
+    """One of the listed option numbers; one number of up to 4 digits when none are listed."""
+    options = numbered_items(sample.instruction)
+    return OneOf(tuple(options)) if options else NumberList(max_items=1, max_digits=4)
+
+
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
     prompt = render(sample, tokenizer, template)
     options = numbered_items(sample.instruction)
@@ -38,15 +45,9 @@ def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any)
         return Request(
             sample.id, prompt, mode="choice", max_new_tokens=budget, choices=options, task=task.abbr
         )
-    args = {"allowed": options} if options else {}
+    spec = constraint(sample)
     return Request(
-        sample.id,
-        prompt,
-        mode="constrained",
-        max_new_tokens=budget,
-        constraint="one_of",
-        constraint_args=args,
-        task=task.abbr,
+        sample.id, prompt, mode="constrained", max_new_tokens=budget, constraint=spec, task=task.abbr
     )
 
 
@@ -61,5 +62,6 @@ TASK = shop_task(
     unusable=lambda answer: answer == -1,
     gold_text=str,
     request=request,
+    constraint=constraint,
     description="one option number; choice scoring over the listed numbers",
 )

@@ -2,8 +2,8 @@
 
 Official reading: keep digits, commas and spaces, split on commas, keep values <= 5, first 5;
 any repeat empties the answer (score 0). Decoding: a permutation of the listed item numbers
-(the ranking grammar over the digits, so no repeat and no stray number can come out); more than 9
-items: each listed number once (the items grammar); no numbered list: digits and commas.
+(a ``Ranking`` spec, so no repeat and no stray number can come out); no numbered list: up to five
+numbers joined by commas.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ecellm.infer.base import Request
+from ecellm.tasks.constraints import NumberList, Ranking
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
 
 
@@ -25,24 +26,23 @@ def gold_text(gains: list[float]) -> str:
     return ",".join(str(i + 1) for i in order)
 
 
+def constraint(sample: Any) -> Ranking | NumberList:
+    """Every listed item number once; up to five numbers when the prompt lists none."""
+    items = numbered_items(sample.instruction)
+    return Ranking(tuple(items)) if items else NumberList(max_items=5, max_digits=3)
+
+
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
     prompt = render(sample, tokenizer, template)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-    items = numbered_items(sample.instruction)
-    if items and all(len(i) == 1 and i != "0" for i in items):
-        name, args = "ranking", {"letters": items}
-    elif items:
-        name, args = "items", {"items": items, "count": len(items)}
-    else:
-        name, args = "digits_commas", {"max_chars": 3 * 5 + 4}
+    spec = constraint(sample)
     return Request(
         sample.id,
         prompt,
         mode="constrained",
-        max_new_tokens=task.max_new_tokens,
-        constraint=name,
-        constraint_args=args,
+        max_new_tokens=spec.budget(task.max_new_tokens),
+        constraint=spec,
         task=task.abbr,
     )
 
@@ -58,5 +58,6 @@ TASK = shop_task(
     unusable=lambda answer: not answer,
     gold_text=gold_text,
     request=request,
+    constraint=constraint,
     description="item numbers best first; constrained to a permutation of the listed items",
 )

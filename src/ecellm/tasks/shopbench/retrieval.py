@@ -2,8 +2,9 @@
 
 Official reading: keep digits, commas and spaces, split on commas, first 3 ints, repeats kept.
 Decoding: as many distinct listed numbers as the prompt asks for ("select 3 ..."; 3 when it does
-not say, never more than are listed), joined by commas; a prompt without a numbered list gets
-digits and commas. Either way the answer reads as a non-empty number list.
+not say, never more than are listed), joined by commas (a ``Ranking`` spec with a count); a
+prompt without a numbered list gets up to three numbers joined by commas. Either way the answer
+reads as a non-empty number list.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 from typing import Any
 
 from ecellm.infer.base import Request
+from ecellm.tasks.constraints import NumberList, Ranking
 from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
 
 _ASKED = re.compile(
@@ -33,22 +35,25 @@ def read(text: str, official: bool) -> list[int]:
     return int_list(text)[:3]
 
 
+def constraint(sample: Any) -> Ranking | NumberList:
+    """As many distinct listed numbers as asked; up to three numbers when none are listed."""
+    items = numbered_items(sample.instruction)
+    if items:
+        return Ranking(tuple(items), count=min(asked_count(sample.instruction), len(items)))
+    return NumberList(max_items=3, max_digits=2)
+
+
 def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
     prompt = render(sample, tokenizer, template)
     if mode == "generate":
         return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-    items = numbered_items(sample.instruction)
-    if items:
-        name, args = "items", {"items": items, "count": min(asked_count(sample.instruction), len(items))}
-    else:
-        name, args = "digits_commas", {"max_chars": 3 * 2 + 2}
+    spec = constraint(sample)
     return Request(
         sample.id,
         prompt,
         mode="constrained",
-        max_new_tokens=task.max_new_tokens,
-        constraint=name,
-        constraint_args=args,
+        max_new_tokens=spec.budget(task.max_new_tokens),
+        constraint=spec,
         task=task.abbr,
     )
 
@@ -64,5 +69,6 @@ TASK = shop_task(
     unusable=lambda answer: not answer,
     gold_text=lambda truth: ",".join(str(t) for t in truth),
     request=request,
+    constraint=constraint,
     description="item numbers joined by commas; constrained to the asked number of listed items",
 )
