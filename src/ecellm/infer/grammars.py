@@ -15,7 +15,7 @@ States are immutable tuples so one state can be shared by many candidate checks.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ecellm.tasks.constraints import (
@@ -80,6 +80,17 @@ class RankingGrammar:
     """
 
     spec: Ranking
+    # each prefix of a label -> the labels that start with it (``step`` is the hot path)
+    _by_prefix: dict[str, tuple[str, ...]] = field(init=False, repr=False, compare=False)
+    _labels: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_prefix: dict[str, list[str]] = {}
+        for x in self.spec.labels:
+            for k in range(1, len(x) + 1):
+                by_prefix.setdefault(x[:k], []).append(x)
+        object.__setattr__(self, "_by_prefix", {k: tuple(v) for k, v in by_prefix.items()})
+        object.__setattr__(self, "_labels", frozenset(self.spec.labels))
 
     def start(self) -> tuple[tuple[str, ...], str]:
         return ((), "")
@@ -88,16 +99,19 @@ class RankingGrammar:
         return [x for x in self.spec.labels if x not in used]
 
     def _complete(self, used: tuple[str, ...], buf: str) -> bool:
-        return buf in self.spec.labels and buf not in used
+        return buf in self._labels and buf not in used
 
     def step(self, state: tuple[tuple[str, ...], str], ch: str) -> tuple[tuple[str, ...], str] | None:
         used, buf = state
         if ch == SEP:
-            if self._complete(used, buf) and len(used) + 1 < self.spec.length:
+            if buf in self._labels and buf not in used and len(used) + 1 < self.spec.length:
                 return (used + (buf,), "")
             return None
         cand = buf + ch
-        return (used, cand) if any(x.startswith(cand) for x in self._open(used)) else None
+        for x in self._by_prefix.get(cand, ()):
+            if x not in used:
+                return (used, cand)
+        return None
 
     def accepting(self, state: tuple[tuple[str, ...], str]) -> bool:
         used, buf = state
@@ -258,7 +272,9 @@ class AttributeValuesGrammar:
         if node == "value":
             if ch == '"':
                 return ("lit", _AFTER_VALUE, idx, buf == _NONE, "src") if buf else None
-            if not value_char_ok(ch) or len(buf) >= self.spec.max_value or (not buf and ch == " "):
+            if (ch == "\\" if " " <= ch <= "~" else not value_char_ok(ch)) or len(buf) >= self.spec.max_value:
+                return None
+            if not buf and ch == " ":
                 return None
             return ("value", buf + ch, idx, none, "")
         if node == "src":
