@@ -24,8 +24,8 @@ from ecellm.data.loaders import load_samples
 from ecellm.evaluate import evaluator
 from ecellm.evaluate.bertscore import BertScoreModel
 from ecellm.evaluate.generation import MAX_CHARS
-from ecellm.infer.requests import qpr_letters
 from ecellm.tasks import all_tasks, get_task
+from ecellm.tasks.qpr import listed_letters
 from ecellm.tasks.shopbench import metrics as M
 
 FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
@@ -50,7 +50,7 @@ def _ecinstruct_samples() -> list:
     for s in by_task.values():
         if s.task == "QPR":
             labels = ["E", "S", "C", "I"] * 5
-            s = s.model_copy(update={"meta": {**s.meta, "labels": labels[: len(qpr_letters(s, ()) or [])]}})
+            s = s.model_copy(update={"meta": {**s.meta, "labels": labels[: len(listed_letters(s) or [])]}})
         out.append(s)
         if s.task == "AVE":
             out.append(s.model_copy(update={"id": s.id + "-ood", "setting": "OOD_Diverse_Instruction"}))
