@@ -42,3 +42,29 @@ def test_missing_raw_data_gives_one_clear_message(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="raw data not found: set ECELLM_RAW_DIR"):
         run_quickstart(None, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_label_lines_flag_a_model_that_answers_one_label():
+    from ecellm.data.schema import Sample
+    from ecellm.quickstart import label_lines
+
+    samples = [
+        Sample(id=f"PM-{i}", task="PM", instruction="Same? yes/no", input="x", output=o, split="test")
+        for i, o in enumerate(["yes", "no", "yes", "no"])
+    ]
+    base = {s.id: "yes" for s in samples}
+    tuned = {s.id: s.output for s in samples}
+    (line,) = label_lines(samples, base, tuned)
+    assert "base no=0" not in line and "base yes=4" in line and line.count("(one label)") == 1
+    assert "tuned no=2 yes=2" in line
+
+
+def test_training_precision_is_fp32_without_native_bf16(monkeypatch):
+    import ecellm.models.loading as loading
+    from ecellm.quickstart import train_precision
+
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert train_precision() == "fp32"
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert train_precision() == "bf16"

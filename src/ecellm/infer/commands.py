@@ -37,6 +37,11 @@ def predict_cmd(
         help="greedy (default) or reference (sampling: T 0.15, top_p 0.95, 100 tokens).",
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed (the reference decoding samples)."),
+    calibrate: bool = typer.Option(
+        False,
+        "--calibrate",
+        help="Choice tasks: correct each answer's score by its score on a content-free input.",
+    ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run: skip ids already in --out."
     ),
@@ -101,6 +106,7 @@ def predict_cmd(
         template=template,
         decoding=decoding,
         seed=seed,
+        calibrate=calibrate,
         resume=resume,
         overwrite=overwrite,
         batch_size=batch_size,

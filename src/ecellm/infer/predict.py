@@ -41,7 +41,9 @@ from ecellm.manifest import write_manifest
 SEED = 0
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Settings that must match the earlier manifest for --resume to continue a run.
-RESUME_KEYS = ("data_sha256", "model", "adapter", "backend", "mode", "template", "decoding", "seed", "dtype")
+RESUME_KEYS = (
+    "calibrate", "data_sha256", "model", "adapter", "backend", "mode", "template", "decoding", "seed", "dtype"
+)
 
 
 def manifest_path(out: str | os.PathLike[str]) -> Path:
@@ -291,6 +293,7 @@ def predict(
     template_source: str | None = None,
     decoding: str = "greedy",
     seed: int = SEED,
+    calibrate: bool = False,
 ) -> Path:
     """Predict every sample into ``out`` (JSONL); returns ``out``.
 
@@ -300,6 +303,8 @@ def predict(
     in the manifest when ``samples`` is a list. ``template=None`` uses the model's own template
     (see :mod:`ecellm.infer.template`; ``template_source`` says where a given one came from);
     ``decoding`` is a preset of :mod:`ecellm.infer.decoding` (``greedy`` or ``reference``).
+    ``calibrate`` corrects choice scores by their scores on a content-free input
+    (:mod:`ecellm.infer.calibration`; recorded as ``config.calibrate`` when on).
     """
     from ecellm.infer import decoding as presets
     from ecellm.infer.template import resolve_template
@@ -344,6 +349,8 @@ def predict(
         "data": source,
         "data_sha256": samples_sha256(samples),
     }
+    if calibrate:
+        config["calibrate"] = True
     existing = out.exists() and out.stat().st_size > 0
     if existing and resume:
         check_resume(out, config)
@@ -372,6 +379,10 @@ def predict(
     all_requests = make_requests(engine, samples, mode=mode, template=template)
     all_requests = presets.apply_preset(all_requests, preset, template)
     requests = [r for r in all_requests if r.id not in done]
+    if calibrate:
+        from ecellm.infer.calibration import calibrate as calibrated
+
+        engine = calibrated(engine, samples, all_requests, template)
     info = {"modes": modes_by_task(all_requests), "n_samples": len(samples), "resumed_done": len(done)}
 
     def manifest(**extra: Any) -> None:
