@@ -320,3 +320,25 @@ def test_gold_copy_scores_one(built):
         for r in rows:
             assert r["invalid"] == 0
             assert r["score"] == pytest.approx(1.0, abs=1e-5), (mode, r["task"], r["setting"])
+
+
+def test_pm_hard_negatives_defeat_the_title_overlap_shortcut(raw_dir):
+    """A title-Jaccard threshold fitted on train answers random-negative pairs almost perfectly;
+    with hard/nearest negatives it must not, and every fallback negative shares a title token."""
+
+    def jac(d):
+        inp = json.loads(d.input)
+        a, b = (
+            {t for t in normalize_key(inp[k]["title"]).split() if len(t) > 1}
+            for k in ("product 1", "product 2")
+        )
+        return len(a & b) / len(a | b) if a | b else 0.0
+
+    result = pm.build(raw_dir, {"negatives": "hard"}, 0)
+    kinds = [d.meta["pair_kind"] for _, d in _all(result)]
+    assert kinds.count("nearest") > 100 and kinds.count("random") < 0.05 * kinds.count("hard")
+    assert all(jac(d) > 0 for _, d in _all(result) if d.meta["pair_kind"] == "nearest")
+    train = sorted((jac(d), d.output == "yes") for d in result.drafts[("IND", "train")])
+    _, thr = max((sum((j >= t) == y for j, y in train) / len(train), t) for t, _ in train)
+    test = result.drafts[("IND", "test")]
+    assert sum((jac(d) >= thr) == (d.output == "yes") for d in test) / len(test) < 0.8
