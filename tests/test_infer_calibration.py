@@ -39,9 +39,7 @@ class FakeBackend:
 
 
 def _pm(i: int, text: str, instruction: str = "Same product? Answer yes or no.") -> Sample:
-    return Sample(
-        id=f"PM-{i}", task="PM", instruction=instruction, input=text, output="yes", split="test"
-    )
+    return Sample(id=f"PM-{i}", task="PM", instruction=instruction, input=text, output="yes", split="test")
 
 
 def test_calibration_removes_the_label_prior_and_keeps_the_input_signal() -> None:

@@ -42,7 +42,16 @@ SEED = 0
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Settings that must match the earlier manifest for --resume to continue a run.
 RESUME_KEYS = (
-    "calibrate", "data_sha256", "model", "adapter", "backend", "mode", "template", "decoding", "seed", "dtype"
+    "calibrate",
+    "data_sha256",
+    "model",
+    "adapter",
+    "backend",
+    "mode",
+    "template",
+    "decoding",
+    "seed",
+    "dtype",
 )
 
 
