@@ -73,3 +73,18 @@ def test_non_choice_requests_pass_through_unchanged() -> None:
     reqs = [Request("AG-0", "prompt", mode="generate")]
     out = list(calibrate(backend, [s], reqs, "alpaca").run(reqs))
     assert out[0].text == "free text" and out[0].choice_logprobs is None
+
+
+def test_predict_calibrate_changes_answers_and_is_recorded_in_the_manifest(tmp_path) -> None:
+    import json
+
+    from ecellm.infer.predict import manifest_path, predict
+
+    samples = [_pm(0, "same item"), _pm(1, "different items")]
+    out = predict(samples, out=tmp_path / "p.jsonl", backend=FakeBackend(), template="alpaca", calibrate=True)
+    got = {r["id"]: r["prediction"] for r in map(json.loads, out.read_text().splitlines())}
+    assert got == {"PM-0": "yes", "PM-1": "no"}
+    assert json.loads(manifest_path(out).read_text())["config"]["calibrate"] is True
+    plain = predict(samples, out=tmp_path / "q.jsonl", backend=FakeBackend(), template="alpaca")
+    assert {json.loads(x)["prediction"] for x in plain.read_text().splitlines()} == {"yes"}
+    assert "calibrate" not in json.loads(manifest_path(plain).read_text())["config"]
