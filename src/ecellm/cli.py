@@ -33,7 +33,19 @@ COMMAND_MODULES = (
     "ecellm.serve.commands",
     "ecellm.quickstart",
     "ecellm.experiment.commands",
+    "ecellm.hub",
 )
+
+
+@app.callback()
+def _global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and library warnings too."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only: no progress, no log lines."),
+) -> None:
+    """Logging for every command (see ecellm.log)."""
+    from ecellm import log
+
+    log.setup(log.QUIET if quiet else log.VERBOSE if verbose else log.DEFAULT)
 
 
 @app.command()

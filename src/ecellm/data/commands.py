@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import typer
 
+log = logging.getLogger("ecellm.data")
 data_app = typer.Typer(help="Build, inspect, validate and fetch ECInstruct data.", no_args_is_help=True)
 
 
@@ -24,9 +26,9 @@ def build_cmd(
     from ecellm.data.pipeline import build_dataset
 
     names = [t.strip() for item in tasks or [] for t in item.split(",") if t.strip()] or None
-    manifest = build_dataset(raw_dir, out, config=config, tasks=names, seed=seed, log=typer.echo)
+    manifest = build_dataset(raw_dir, out, config=config, tasks=names, seed=seed, log=log.info)
     for abbr, why in manifest.get("skipped", {}).items():
-        typer.echo(f"warning: {abbr} skipped: {why}", err=True)
+        log.warning("%s skipped: %s", abbr, why)
 
 
 def _print_stats(stats: dict) -> None:
@@ -97,7 +99,33 @@ def fetch_cmd(
     """Download (or copy from a mirror) the official raw files, verifying known checksums."""
     from ecellm.data.fetch import fetch
 
-    fetch(dest, mirror=mirror, only=only, force=force, log=typer.echo)
+    fetch(dest, mirror=mirror, only=only, force=force, log=log.info)
+
+
+@data_app.command("export")
+def export_cmd(
+    source: str = typer.Argument(..., help="A build folder (or any ECInstruct distribution)."),
+    fmt: str = typer.Option(..., "--format", "-f", help="lm-eval, llamafactory or messages."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced when it is an export)."),
+    template: str = typer.Option("alpaca", "--template", help="Prompt template: alpaca or mistral."),
+    tasks: list[str] | None = typer.Option(None, "--tasks", help="Task subset (repeatable or a,b)."),
+    settings: list[str] | None = typer.Option(None, "--settings", help="Settings to export (default all)."),
+    splits: list[str] | None = typer.Option(
+        None, "--splits", help="Splits to export (default: test for lm-eval, all otherwise)."
+    ),
+) -> None:
+    """Export samples for lm-evaluation-harness, LLaMA-Factory or TRL (chat messages JSONL)."""
+    from ecellm.data.export import export_build
+
+    def names(values: list[str] | None) -> list[str] | None:
+        return [v.strip() for item in values or [] for v in item.split(",") if v.strip()] or None
+
+    summary = export_build(
+        source, out, fmt=fmt, template=template, tasks=names(tasks), settings=names(settings),
+        splits=names(splits),
+    )
+    log.info("exported %d samples as %s", summary["samples"], fmt)
+    typer.echo(str(out))
 
 
 def register(app: typer.Typer) -> None:

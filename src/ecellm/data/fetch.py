@@ -11,16 +11,20 @@ cache folder can be passed to ``ecellm data build --raw-dir``.
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import os
 import shutil
+import time
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.io import atomic_open, sha256_file
+
+logger = logging.getLogger(__name__)
 
 AMAZON_2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
 ESCI = "https://github.com/amazon-science/esci-data/raw/main/shopping_queries_dataset"
@@ -114,22 +118,87 @@ def _verify(path: Path, spec: RawFile, digest: str | None = None) -> None:
         )
 
 
-def _download(url: str, target: Path) -> str:
-    """Stream ``url`` into ``target`` atomically; returns the SHA-256 of the bytes."""
+RETRIES = 3  # attempts after the first, on connection errors and 5xx answers
+BACKOFF_S = 1.0  # wait before retry i: BACKOFF_S * 2**i
+
+
+def _part(target: Path) -> Path:
+    return target.with_name(target.name + ".part")
+
+
+def _download(
+    url: str,
+    target: Path,
+    *,
+    sha256: str | None = None,
+    bar: Any = None,
+    retries: int = RETRIES,
+    backoff: float = BACKOFF_S,
+    client: Any = None,
+) -> str:
+    """Stream ``url`` into ``target`` and return the SHA-256 of its bytes.
+
+    Bytes go to ``target.part`` first; an interrupted transfer (dropped connection, timeout, 5xx)
+    is retried up to ``retries`` times, each retry asking only for the missing bytes (HTTP Range),
+    and a later run resumes the same ``.part`` file. ``target`` appears only once every byte is
+    there and the checksum (when known) matches, so a half download never looks like a file.
+    """
     import httpx
 
-    h = hashlib.sha256()
-    with httpx.stream("GET", url, follow_redirects=True, timeout=60) as resp:
-        if resp.status_code != 200:
-            raise InputError(f"HTTP {resp.status_code} for {url}", file=str(target))
-        with atomic_open(target, "wb") as fh:
-            for chunk in resp.iter_bytes(1 << 20):
-                h.update(chunk)
-                fh.write(chunk)
-    return h.hexdigest()
+    part = _part(target)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    own = client is None
+    client = client or httpx.Client(follow_redirects=True, timeout=60)
+    task = bar.add_task(target.name, total=None) if bar is not None else None
+    try:
+        for attempt in range(retries + 1):
+            have = part.stat().st_size if part.exists() else 0
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            try:
+                with client.stream("GET", url, headers=headers) as resp:
+                    if resp.status_code == 416 and have:  # nothing left to send: the part is whole
+                        break
+                    if resp.status_code >= 500:
+                        raise httpx.HTTPStatusError("server error", request=resp.request, response=resp)
+                    if resp.status_code not in (200, 206):
+                        raise InputError(f"HTTP {resp.status_code} for {url}", file=str(target))
+                    if resp.status_code == 200:
+                        have = 0  # the server ignored the range: start over
+                    length = resp.headers.get("content-length")
+                    if task is not None:
+                        total = have + int(length) if length else None
+                        bar.update(task, total=total, completed=have)
+                    with part.open("ab" if have else "wb") as fh:
+                        for chunk in resp.iter_bytes(1 << 20):
+                            fh.write(chunk)
+                            if task is not None:
+                                bar.advance(task, len(chunk))
+                    if length is not None and part.stat().st_size < have + int(length):
+                        raise httpx.RemoteProtocolError("connection closed before the last byte")
+                break
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                if attempt == retries:
+                    raise InputError(
+                        f"download failed after {retries + 1} attempts ({type(exc).__name__}: {exc}); "
+                        f"run again to resume from {part.stat().st_size if part.exists() else 0} bytes",
+                        file=str(target),
+                    ) from exc
+                logger.info("%s: %s, retrying (%d/%d)", target.name, type(exc).__name__, attempt + 1, retries)
+                time.sleep(backoff * 2**attempt)
+    finally:
+        if own:
+            client.close()
+    digest = sha256_file(part)
+    if sha256 and digest != sha256:
+        part.unlink()
+        raise InputError(
+            f"checksum mismatch: expected {sha256}, got {digest}", file=str(target), field="sha256"
+        )
+    os.replace(part, target)
+    return digest
 
 
-def _fetch_one(spec: RawFile, dest: Path, mirror: Path | None) -> str:
+def _fetch_one(spec: RawFile, dest: Path, mirror: Path | None, bar: Any = None, **dl: Any) -> str:
     target = dest / spec.path
     if mirror is not None:
         src = mirror / spec.path
@@ -144,7 +213,7 @@ def _fetch_one(spec: RawFile, dest: Path, mirror: Path | None) -> str:
     if spec.member:
         archive = dest / "_downloads" / Path(spec.url).name
         if not archive.exists():
-            _download(spec.url, archive)
+            _download(spec.url, archive, bar=bar, **dl)
         with zipfile.ZipFile(archive) as zf:
             name = next((n for n in zf.namelist() if Path(n).name == spec.member), None)
             if name is None:
@@ -153,7 +222,7 @@ def _fetch_one(spec: RawFile, dest: Path, mirror: Path | None) -> str:
                 shutil.copyfileobj(fin, fout, 1 << 20)
         _verify(target, spec)
         return "downloaded"
-    _verify(target, spec, _download(spec.url, target))
+    _download(spec.url, target, sha256=spec.sha256, bar=bar, **dl)
     return "downloaded"
 
 
@@ -169,6 +238,7 @@ def fetch(
 
     ``only`` keeps files whose path starts with one of the prefixes (``["esci", "pqa"]``).
     A file already in ``dest`` with a matching (or unknown) checksum is kept unless ``force``.
+    Downloads retry and resume (see :func:`_download`).
     """
     dest = Path(dest) if dest is not None else default_cache()
     mirror_dir = Path(mirror) if mirror is not None else None
@@ -181,14 +251,17 @@ def fetch(
         known = sorted({spec.path.split("/")[0] for spec in files})
         raise InputError(f"{unknown[0]!r} matches no raw file (known: {', '.join(known)})", field="only")
     status: dict[str, str] = {}
-    for spec in files:
-        if prefixes and not spec.path.startswith(prefixes):
-            continue
-        target = dest / spec.path
-        if target.exists() and not force and (not spec.sha256 or sha256_file(target) == spec.sha256):
-            status[spec.path] = "cached"
-        else:
-            status[spec.path] = _fetch_one(spec, dest, mirror_dir)
-        if log:
-            log(f"{spec.path}: {status[spec.path]}")
+    from ecellm.log import progress
+
+    with progress(transfer=True) as bar:  # one bar per download: bytes, speed, ETA
+        for spec in files:
+            if prefixes and not spec.path.startswith(prefixes):
+                continue
+            target = dest / spec.path
+            if target.exists() and not force and (not spec.sha256 or sha256_file(target) == spec.sha256):
+                status[spec.path] = "cached"
+            else:
+                status[spec.path] = _fetch_one(spec, dest, mirror_dir, bar=bar)
+            if log:
+                log(f"{spec.path}: {status[spec.path]}")
     return status

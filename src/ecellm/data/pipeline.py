@@ -166,9 +166,11 @@ def task_config(abbr: str, defaults: dict[str, Any], config: dict[str, Any]) -> 
 
 
 def run_quality(
-    result: BuildResult, quality_cfg: dict[str, Any]
+    result: BuildResult, quality_cfg: dict[str, Any], on_step: Callable[[str], None] | None = None
 ) -> tuple[dict[tuple[str, str], list[Draft]], dict]:
-    """Quality steps per group, then leakage removal; returns kept drafts and the drop report."""
+    """Quality steps per group, then leakage removal; returns kept drafts and the drop report.
+
+    ``on_step`` is told each step as it starts (``"IND/train: dedup"``), for progress display."""
     from ecellm.data.quality import QUALITY_STEPS, leakage_check
 
     report: dict[str, Any] = {"builder": dict(sorted(result.dropped.items())), "steps": {}, "leakage": {}}
@@ -177,6 +179,8 @@ def run_quality(
         drafts = list(result.drafts[key])
         counts = {}
         for name, step in QUALITY_STEPS.items():
+            if on_step:
+                on_step(f"{'/'.join(key)}: {name}")
             drafts, n = step(drafts, result.task, quality_cfg)
             counts[name] = n
         report["steps"]["/".join(key)] = counts
@@ -308,15 +312,26 @@ def _build_into(
     quality: dict[str, Any] = {}
     notes: dict[str, list[str]] = {}
     source_paths: list[Path] = []
-    for abbr, (module, task_cfg) in modules.items():
-        result = module.build(raw_dir, task_cfg, seed)
-        groups, quality[abbr] = run_quality(result, cfg.get("quality") or {})
-        task_samples = expand(abbr, groups, cfg.get("settings") or {}, seed)
-        samples.extend(task_samples)
-        source_paths.extend(result.sources)
-        if result.notes:
-            notes[abbr] = list(result.notes)
-        say(f"{abbr}: {len(task_samples)} samples")
+    from ecellm.log import progress
+
+    with progress() as bar:  # one bar over the tasks; its label names the task and quality step
+        overall = bar.add_task("build", total=len(modules))
+        for abbr, (module, task_cfg) in modules.items():
+            bar.update(overall, description=f"{abbr}: reading raw files")
+            result = module.build(raw_dir, task_cfg, seed)
+            groups, quality[abbr] = run_quality(
+                result,
+                cfg.get("quality") or {},
+                on_step=lambda step, a=abbr: bar.update(overall, description=f"{a}: quality {step}"),
+            )
+            task_samples = expand(abbr, groups, cfg.get("settings") or {}, seed)
+            samples.extend(task_samples)
+            source_paths.extend(result.sources)
+            if result.notes:
+                notes[abbr] = list(result.notes)
+            say(f"{abbr}: {len(task_samples)} samples")
+            bar.advance(overall)
+        bar.update(overall, description="writing files")
     write_jsonl_tree(samples, stage)
     write_parquet(samples, stage / "ecinstruct.parquet")
     write_hf(samples, stage / "hf")

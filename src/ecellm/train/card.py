@@ -13,6 +13,7 @@ import yaml
 from ecellm.io import atomic_open, write_json
 from ecellm.manifest import write_manifest
 from ecellm.train.config import TrainConfig
+from ecellm.train.tracking import LOSS_PLOT, plot_loss
 
 TRAIN_INFO = "ecellm_train.json"
 
@@ -56,6 +57,7 @@ def model_card(
     info: dict[str, Any],
     evaluation: list[dict[str, Any]] | None = None,
     data_manifest: dict[str, Any] | None = None,
+    loss_plot: str | None = None,
 ) -> str:
     """The README.md of an output folder: what it is, how it was made, how it scores."""
     st = info.get("stats", {})
@@ -106,6 +108,10 @@ def model_card(
         f"{st.get('best_eval_loss')} ({st.get('best_checkpoint')})",
         f"- wall time: {st.get('train_seconds')} s on world size {st.get('world_size')}",
         "",
+    ]
+    if loss_plot:
+        parts += [f"![training and validation loss]({loss_plot})", ""]
+    parts += [
         "## Evaluation",
         "",
         _table(evaluation or []),
@@ -128,8 +134,9 @@ def write_card(
         if f.endswith("manifest.json"):
             data_manifest = json.loads(Path(f).read_text(encoding="utf-8"))
     path = Path(folder) / "README.md"
+    plot = LOSS_PLOT if (Path(folder) / LOSS_PLOT).exists() else None
     with atomic_open(path) as fh:
-        fh.write(model_card(cfg, info, evaluation, data_manifest))
+        fh.write(model_card(cfg, info, evaluation, data_manifest, loss_plot=plot))
     return path
 
 
@@ -147,6 +154,8 @@ def write_outputs(out: Path, cfg: TrainConfig, loaded: Any, stats: dict[str, Any
     }
     write_json(out / TRAIN_INFO, info)
     write_json(out / "log_history.json", stats.get("log_history", []))
+    if cfg.plot_loss:
+        plot_loss(stats.get("log_history", []), out / LOSS_PLOT)
     write_manifest(
         out / "manifest.json",
         kind="train",

@@ -117,6 +117,14 @@ class TrainConfig(_Strict):
         description="CPU bf16 with packed_weights: each LoRA linear layer (fast dropout) runs as one "
         "autograd function (same maths, fewer passes over the activations)",
     )
+    report_to: Literal["none", "tensorboard", "wandb", "mlflow", "trackio"] = Field(
+        default="none",
+        description="experiment tracker the Trainer logs to (its package must be installed; "
+        "tensorboard writes under output_dir/checkpoints/runs)",
+    )
+    plot_loss: bool = Field(
+        default=True, description="write loss.png (train and validation loss by step), linked from the card"
+    )
 
 
 def _parse_value(text: str) -> Any:
@@ -173,10 +181,10 @@ def load_config(
     elif isinstance(config, dict):
         raw, file, base = dict(config), "<config>", Path.cwd()
     else:
-        path = Path(config)
+        from ecellm.train.recipes import resolve_config_path
+
+        path = resolve_config_path(str(config))  # a file, or a recipe name such as smollm2-135m-lora
         file, base = str(path), path.parent
-        if not path.exists():
-            raise InputError("config file not found", file=file)
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:

@@ -27,6 +27,7 @@ from ecellm.train.data import (
     select,
 )
 from ecellm.train.outdir import check_output_dir
+from ecellm.train.tracking import check_tracker, install_callbacks
 
 
 @dataclass
@@ -106,6 +107,7 @@ def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepare
         )
         val = select(val, seed=cfg.seed, limit=d.max_val_samples)
     resume = _resume_point(cfg)
+    check_tracker(cfg.report_to, file=str(config) if isinstance(config, str | os.PathLike) else "<config>")
     tok, seq2seq = _tokenizer_for(cfg)
     if cfg.template == "chat" and not getattr(tok, "chat_template", None):
         raise InputError(
@@ -179,7 +181,7 @@ def training_arguments(p: Prepared) -> Any:
         logging_steps=cfg.logging_steps,
         seed=cfg.seed,
         data_seed=cfg.seed,
-        report_to="none",
+        report_to=cfg.report_to,
         remove_unused_columns=False,
         use_cache=False,
         train_sampling_strategy="group_by_length" if cfg.batching == "grouped" else "random",
@@ -248,6 +250,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         data_collator=counter,
         processing_class=p.tokenizer,
     )
+    install_callbacks(trainer)  # log lines and a progress bar instead of raw dicts
     trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
     trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
     trainer._ecellm_per_sample = p.cfg.loss_normalization == "per_sample"  # see loss.per_sample_loss
