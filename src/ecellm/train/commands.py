@@ -11,7 +11,8 @@ def register(app: typer.Typer) -> None:
     @app.command("train", context_settings={"allow_extra_args": False})
     def train_cmd(
         config: Annotated[
-            str, typer.Option("--config", "-c", help="YAML recipe, e.g. configs/smollm2-135m-lora.yaml")
+            str,
+            typer.Option("--config", "-c", help="YAML file or recipe name (`ecellm recipes ls`)"),
         ],
         overrides: Annotated[
             list[str] | None, typer.Argument(help="key=value overrides, e.g. lora.r=8 max_steps=20")
@@ -40,3 +41,24 @@ def register(app: typer.Typer) -> None:
         from ecellm.train.export import export
 
         typer.echo(str(export(adapter, out, fmt=fmt, base=base, dtype=dtype, template=template)))
+
+    recipes_app = typer.Typer(help="Training recipes shipped with ecellm.", no_args_is_help=True)
+    app.add_typer(recipes_app, name="recipes")
+
+    @recipes_app.command("ls")
+    def recipes_ls() -> None:
+        """List recipes (names for `ecellm train --config NAME`), where each comes from, what it is."""
+        from ecellm.train.recipes import list_recipes
+
+        for r in list_recipes():
+            typer.echo(f"{r.name}\t{r.origin}\t{r.summary}")
+
+    @recipes_app.command("cp")
+    def recipes_cp(
+        name: Annotated[str, typer.Argument(help="recipe name, e.g. smollm2-135m-lora")],
+        dest: Annotated[str, typer.Argument(help="file or folder to copy it to")],
+    ) -> None:
+        """Copy a recipe to edit it; then `ecellm train --config DEST`."""
+        from ecellm.train.recipes import copy_recipe
+
+        typer.echo(str(copy_recipe(name, dest)))
