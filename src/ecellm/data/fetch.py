@@ -169,7 +169,7 @@ def _download(
                         total = have + int(length) if length else None
                         bar.update(task, total=total, completed=have)
                     with part.open("ab" if have else "wb") as fh:
-                        for chunk in resp.iter_bytes(1 << 20):
+                        for chunk in resp.iter_bytes():  # as received, so a drop keeps every byte
                             fh.write(chunk)
                             if task is not None:
                                 bar.advance(task, len(chunk))
