@@ -10,7 +10,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-RECIPE_SUFFIXES = (".yaml", ".yml", ".md")
+RECIPE_SUFFIXES = (".yaml", ".md")
 
 
 class BuildPyWithRecipes(build_py):

@@ -85,9 +85,14 @@ def test_non_editable_install_outside_the_checkout_lists_recipes_and_trains(tmp_
     t0 = time.perf_counter()
     _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp_path, env)
     py, exe = venv / "bin" / "python", venv / "bin" / "ecellm"
-    # no build isolation and no deps: offline-safe, and the dependencies are the system's
-    pip = [str(py), "-m", "pip", "install", "-q", "--no-build-isolation", "--no-deps", str(src)]
-    _run(pip, tmp_path, env)
+    # the wheel is built by this Python (its setuptools; a new venv's may be too old to build
+    # without downloading), then installed into the venv without dependencies: they are the system's
+    wheels = tmp_path / "wheels"
+    build = [sys.executable, "-m", "pip", "wheel", "-q", "--no-build-isolation", "--no-deps"]
+    build += ["-w", str(wheels), str(src)]
+    _run(build, tmp_path, env)
+    (wheel,) = wheels.glob("ecellm-*.whl")
+    _run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], tmp_path, env)
     work = tmp_path / "elsewhere"
     work.mkdir()
     where = _run([str(py), "-c", "import ecellm; print(ecellm.__file__)"], work, env).stdout.strip()

@@ -142,6 +142,17 @@ def _stage_dataset(folder: Path, stage: Path) -> dict[str, Any]:
     return {}
 
 
+def _check_base(api: Any, base: str) -> None:
+    """The base model must resolve on this Hub before anything is published that names it."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        api.model_info(base)
+    except RepositoryNotFoundError:
+        raise InputError("not found on the Hub (or not visible with this token)", file=base,
+                         field="base_model") from None
+
+
 def push(
     folder: str | Path,
     repo_id: str,
@@ -168,7 +179,7 @@ def push(
         stage.mkdir()
         extra = _stage_model(folder, stage, base_model) if kind == "model" else _stage_dataset(folder, stage)
         if kind == "model":
-            api.model_info(extra["base_model"])  # the base must resolve on this Hub before we publish
+            _check_base(api, extra["base_model"])
         files = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*") if p.is_file())
         api.create_repo(repo_id, repo_type=kind, private=private, exist_ok=True)
         info = api.upload_folder(

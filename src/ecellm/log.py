@@ -64,6 +64,9 @@ def setup(level: int = DEFAULT) -> None:
         handler.setFormatter(_Format("%(message)s"))
         root.addHandler(handler)
         root.propagate = False
+        pyw = logging.getLogger("py.warnings")  # captured warnings.warn calls, shown with -v
+        pyw.addHandler(handler)
+        pyw.propagate = False
         _state["configured"] = True
     root.setLevel({QUIET: logging.ERROR, DEFAULT: logging.INFO}.get(level, logging.DEBUG))
     third = logging.WARNING if level >= VERBOSE else logging.ERROR
