@@ -147,7 +147,7 @@ def test_lm_eval_runs_an_exported_choice_task_and_generation_task_on_the_embedde
         [python, "-m", "lm_eval", "--model", "hf", "--model_args", f"pretrained={folder},dtype=float32",
          "--include_path", str(out), "--tasks", ",".join(tasks), "--limit", "5", "--device", "cpu",
          "--batch_size", "1", "--output_path", str(tmp_path / "res")],
-        capture_output=True, text=True, timeout=1200, env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=3000, env=env, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     (res_file,) = (tmp_path / "res").rglob("results_*.json")
