@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ecellm.data.export import chat_user_text, export_build, lm_eval_task_name
+from ecellm.data.export import TEXT_TEMPLATES, chat_user_text, export_build, lm_eval_task_name
 from ecellm.data.loaders import load_samples
 from ecellm.errors import InputError
 from ecellm.infer.requests import build_request
-from ecellm.prompts import render_prompt
+from ecellm.prompts import render_prompt, render_target
 from ecellm.tasks import get_task, task_abbrs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_constructor("!function", lambda loader, node: ("function", loader.construct_scalar(node)))
 
 
-@pytest.mark.parametrize("template", ["alpaca", "mistral"])
+@pytest.mark.parametrize("template", TEXT_TEMPLATES)
 def test_llamafactory_prompt_is_ecellms_rendered_prompt_for_every_task(tmp_path, template):
     out = tmp_path / "lf"
     summary = export_build(TRAIN, out, fmt="llamafactory", template=template)
@@ -46,7 +46,7 @@ def test_llamafactory_prompt_is_ecellms_rendered_prompt_for_every_task(tmp_path,
         for row in rows:
             s = samples.pop(row["id"])
             assert row["instruction"] == render_prompt(s, template) and row["input"] == ""
-            assert row["output"] == s.output and name == f"ecellm_{s.split}"
+            assert row["output"] == render_target(s, None, template) and name == f"ecellm_{s.split}"
             seen.add(s.task)
     assert not samples  # nothing lost
     assert seen == set(task_abbrs())

@@ -107,7 +107,7 @@ def export_cmd(
     source: str = typer.Argument(..., help="A build folder (or any ECInstruct distribution)."),
     fmt: str = typer.Option(..., "--format", "-f", help="lm-eval, llamafactory or messages."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder (replaced when it is an export)."),
-    template: str = typer.Option("alpaca", "--template", help="Prompt template: alpaca or mistral."),
+    template: str = typer.Option("alpaca", "--template", help="Prompt template (any but chat)."),
     tasks: list[str] | None = typer.Option(None, "--tasks", help="Task subset (repeatable or a,b)."),
     settings: list[str] | None = typer.Option(None, "--settings", help="Settings to export (default all)."),
     splits: list[str] | None = typer.Option(

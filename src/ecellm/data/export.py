@@ -33,11 +33,12 @@ import yaml
 from ecellm.data.schema import SETTINGS, SPLITS, Sample
 from ecellm.errors import InputError
 from ecellm.io import write_json, write_jsonl
-from ecellm.prompts import PREAMBLE, STOP_STRINGS, render_body, render_prompt
+from ecellm.prompts import PREAMBLE, STOP_STRINGS, TEMPLATES, render_body, render_prompt, render_target
 from ecellm.tasks import all_tasks, get_task
 
 FORMATS = ("lm-eval", "llamafactory", "messages")
-TEXT_TEMPLATES = ("alpaca", "mistral")  # templates whose prompt is plain text (no tokenizer needed)
+# templates whose prompt is plain text (no tokenizer needed): all but chat
+TEXT_TEMPLATES = tuple(t for t in TEMPLATES if t != "chat")
 MARKER = "ecellm_export.json"
 
 
@@ -188,7 +189,7 @@ def ecellm_paper(items):
 def _text_template(template: str, fmt: str) -> None:
     if template not in TEXT_TEMPLATES:
         raise InputError(
-            f"--format {fmt} writes plain-text prompts: use --template {' or '.join(TEXT_TEMPLATES)} "
+            f"--format {fmt} writes plain-text prompts: use --template {', '.join(TEXT_TEMPLATES)} "
             "(for chat models export --format messages)",
             field="template",
         )
@@ -198,8 +199,14 @@ def _llamafactory(samples: list[Sample], out: Path, template: str) -> dict[str, 
     info, counts = {}, {}
     for split in SPLITS:
         rows = [
-            {"instruction": render_prompt(s, template), "input": "", "output": s.output, "id": s.id,
-             "task": s.task, "setting": s.setting}
+            {
+                "instruction": render_prompt(s, template),
+                "input": "",
+                "output": render_target(s, None, template),  # flan-t5-ref rewrites some targets
+                "id": s.id,
+                "task": s.task,
+                "setting": s.setting,
+            }
             for s in samples
             if s.split == split
         ]
