@@ -58,6 +58,10 @@ def test_log_entries_become_one_readable_line_and_the_raw_dict_is_debug(caplog):
     (debug, info) = caplog.records
     assert debug.levelno == logging.DEBUG and debug.getMessage() == str(HISTORY[0])
     assert info.getMessage() == "step 5/10  loss 2.5  grad_norm 1.2  lr 0.0003  epoch 0.10"
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ecellm"):
+        cb.on_log(None, state, None, logs=HISTORY[3])  # the closing summary entry
+    assert caplog.records[-1].getMessage() == "step 5/10  train_loss 2.25"
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ def check_tracker(report_to: str, *, file: str = "<config>") -> None:
 
 def _fmt(logs: dict[str, Any]) -> str:
     parts = []
-    for k in ("loss", "eval_loss", "grad_norm", "learning_rate", "epoch"):
+    for k in ("loss", "eval_loss", "train_loss", "grad_norm", "learning_rate", "epoch"):
         v = logs.get(k)
         if isinstance(v, int | float):
             name = {"learning_rate": "lr"}.get(k, k)
