@@ -34,6 +34,7 @@ COMMAND_MODULES = (
     "ecellm.quickstart",
     "ecellm.experiment.commands",
     "ecellm.hub",
+    "ecellm.tasks.commands",
 )
 
 
