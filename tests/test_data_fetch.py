@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ecellm.data.fetch import _download
-from ecellm.errors import InputError
+from ecellm.errors import EnvironmentProblem, InputError
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 
@@ -85,7 +85,7 @@ def test_a_partial_file_from_an_earlier_run_is_resumed(server, tmp_path: Path):
 @pytest.mark.parametrize("server", [{"drops": 5}], indirect=True)
 def test_giving_up_keeps_the_part_and_says_how_to_resume(server, tmp_path: Path):
     target = tmp_path / "file.bin"
-    with pytest.raises(InputError, match="run again to resume from"):
+    with pytest.raises(EnvironmentProblem, match="run again to resume from"):
         _download(server.url, target, retries=1, backoff=0)
     assert not target.exists() and (tmp_path / "file.bin.part").stat().st_size > 0
     assert len(server.ranges) == 2

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ecellm.errors import InputError
+from ecellm.errors import EnvironmentProblem, InputError
 from ecellm.io import atomic_open, sha256_file
 
 logger = logging.getLogger(__name__)
@@ -177,11 +177,11 @@ def _download(
                         raise httpx.RemoteProtocolError("connection closed before the last byte")
                 break
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:
-                if attempt == retries:
-                    raise InputError(
-                        f"download failed after {retries + 1} attempts ({type(exc).__name__}: {exc}); "
-                        f"run again to resume from {part.stat().st_size if part.exists() else 0} bytes",
-                        file=str(target),
+                if attempt == retries:  # the network, not the command, failed: exit code 3
+                    raise EnvironmentProblem(
+                        f"{target}: download failed after {retries + 1} attempts "
+                        f"({type(exc).__name__}: {exc}); "
+                        f"run again to resume from {part.stat().st_size if part.exists() else 0} bytes"
                     ) from exc
                 logger.info("%s: %s, retrying (%d/%d)", target.name, type(exc).__name__, attempt + 1, retries)
                 time.sleep(backoff * 2**attempt)
