@@ -93,7 +93,8 @@ def trained(tiny_t5: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Pa
     from ecellm.train.run import prepare, train
 
     cfg = _train_config(tiny_t5, tmp_path_factory.mktemp("t5-lora") / "out")
-    return train(cfg), prepare(cfg)
+    prepared = prepare(cfg)  # before train: a finished output_dir is refused (no overwrite)
+    return train(cfg), prepared
 
 
 def _mean_loss(model: Any, prepared: Any) -> float:
