@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from ecellm.infer.base import Request
 from ecellm.tasks.base import Invalid, Task
 from ecellm.tasks.shopbench import scoring
 from ecellm.tasks.shopbench.metrics import cut
@@ -49,6 +50,26 @@ def render(sample: Any, tokenizer: Any, template: str) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
+    """The backend request of a ShopBench sample: free generation, or the task's constraint spec.
+
+    Tasks with a constraint decode under it unless ``mode`` is ``generate``; the token budget is
+    the spec's own (room for its longest answer) capped by the task's budget.
+    """
+    prompt = render(sample, tokenizer, template)
+    if mode == "generate" or task.constraint is None:
+        return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
+    spec = task.constraint(sample)
+    return Request(
+        sample.id,
+        prompt,
+        mode="constrained",
+        max_new_tokens=spec.budget(task.max_new_tokens),
+        constraint=spec,
+        task=task.abbr,
+    )
+
+
 def int_list(text: str) -> list[int]:
     """Keep digits, commas and spaces; split on commas; keep the pieces ``int`` accepts."""
     cleaned = "".join(c for c in text if c.isnumeric() or c in ", ")
@@ -72,8 +93,8 @@ def shop_task(
     read: Callable[[str, bool], Any],
     unusable: Callable[[Any], bool],
     gold_text: Callable[[Any], str],
-    request: Callable[..., Any],
     description: str,
+    request: Callable[..., Any] = request,
     constraint: Callable[[Any], Any] | None = None,
 ) -> Task:
     """A ShopBench task type as a registry :class:`Task`.
@@ -81,7 +102,8 @@ def shop_task(
     ``read(text, official)`` is the official reading of an output (``official=False`` is the
     strict reading); ``unusable(answer)`` says when nothing usable came out (counted as
     invalid); ``gold_text(truth)`` writes the truth as a perfect answer (training targets,
-    perfect-prediction checks); ``request`` builds the backend request; ``constraint`` gives a
+    perfect-prediction checks); ``request`` builds the backend request (by default
+    :func:`request`); ``constraint`` gives a
     sample's constraint spec (:mod:`ecellm.tasks.constraints`) for constrained decoding.
     """
 

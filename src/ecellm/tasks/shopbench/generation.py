@@ -6,10 +6,7 @@ generation, 100 new tokens.
 
 from __future__ import annotations
 
-from typing import Any
-
-from ecellm.infer.base import Request
-from ecellm.tasks.shopbench.common import GENERATE_BUDGET, render, shop_task
+from ecellm.tasks.shopbench.common import GENERATE_BUDGET, shop_task
 from ecellm.tasks.shopbench.metrics import EMBEDDING_METRICS
 
 
@@ -20,10 +17,6 @@ def read(text: str, official: bool) -> str:
 def gold_text(truth: str | list[str]) -> str:
     return truth if isinstance(truth, str) else truth[0]
 
-
-def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    prompt = render(sample, tokenizer, template)
-    return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
 
 
 TASK = shop_task(
@@ -36,6 +29,5 @@ TASK = shop_task(
     read=read,
     unusable=lambda answer: not answer,
     gold_text=gold_text,
-    request=request,
     description="free text; the record's metric decides the score",
 )

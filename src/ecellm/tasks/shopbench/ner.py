@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ast
 import json
-from typing import Any
 
-from ecellm.infer.base import Request
-from ecellm.tasks.shopbench.common import GENERATE_BUDGET, render, shop_task
+from ecellm.tasks.shopbench.common import GENERATE_BUDGET, shop_task
 
 
 def read(text: str, official: bool) -> list[str]:
@@ -32,10 +30,6 @@ def gold_text(truth: list[str]) -> str:
     return ", ".join(truth)
 
 
-def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    prompt = render(sample, tokenizer, template)
-    return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-
 
 TASK = shop_task(
     abbr="SB-NER",
@@ -47,6 +41,5 @@ TASK = shop_task(
     read=read,
     unusable=lambda answer: not answer,
     gold_text=gold_text,
-    request=request,
     description="entities joined by commas or a list literal; free generation",
 )

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ecellm.infer.base import Request
 from ecellm.tasks.constraints import NumberList, Ranking
-from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
+from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, shop_task
 
 
 def read(text: str, official: bool) -> list[int]:
@@ -32,20 +31,6 @@ def constraint(sample: Any) -> Ranking | NumberList:
     return Ranking(tuple(items)) if items else NumberList(max_items=5, max_digits=3)
 
 
-def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    prompt = render(sample, tokenizer, template)
-    if mode == "generate":
-        return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-    spec = constraint(sample)
-    return Request(
-        sample.id,
-        prompt,
-        mode="constrained",
-        max_new_tokens=spec.budget(task.max_new_tokens),
-        constraint=spec,
-        task=task.abbr,
-    )
-
 
 TASK = shop_task(
     abbr="SB-RANK",
@@ -57,7 +42,6 @@ TASK = shop_task(
     read=read,
     unusable=lambda answer: not answer,
     gold_text=gold_text,
-    request=request,
     constraint=constraint,
     description="item numbers best first; constrained to a permutation of the listed items",
 )

@@ -12,9 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ecellm.infer.base import Request
 from ecellm.tasks.constraints import NumberList, Ranking
-from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, render, shop_task
+from ecellm.tasks.shopbench.common import GENERATE_BUDGET, int_list, numbered_items, shop_task
 
 _ASKED = re.compile(
     r"\b(?:select|choose|pick|retrieve|find)\s+(?:the\s+)?(\d+|one|two|three|four|five)\b", re.I
@@ -43,20 +42,6 @@ def constraint(sample: Any) -> Ranking | NumberList:
     return NumberList(max_items=3, max_digits=2)
 
 
-def request(task: Any, sample: Any, *, mode: str, template: str, tokenizer: Any) -> Any:
-    prompt = render(sample, tokenizer, template)
-    if mode == "generate":
-        return Request(sample.id, prompt, mode="generate", max_new_tokens=task.max_new_tokens, task=task.abbr)
-    spec = constraint(sample)
-    return Request(
-        sample.id,
-        prompt,
-        mode="constrained",
-        max_new_tokens=spec.budget(task.max_new_tokens),
-        constraint=spec,
-        task=task.abbr,
-    )
-
 
 TASK = shop_task(
     abbr="SB-RET",
@@ -68,7 +53,6 @@ TASK = shop_task(
     read=read,
     unusable=lambda answer: not answer,
     gold_text=lambda truth: ",".join(str(t) for t in truth),
-    request=request,
     constraint=constraint,
     description="item numbers joined by commas; constrained to the asked number of listed items",
 )
