@@ -1,61 +1,22 @@
 """Paired bootstrap of the difference between two runs scored on the same samples.
 
 Why: on a few dozen samples per task, a delta of a few points between a base and a tuned model
-can be noise. Resampling the samples of every (task, setting) group with replacement, scoring
-both runs on the *same* resample and averaging the tasks of a setting gives an interval for the
-per-task deltas and for the setting mean delta that accounts for the pairing.
-
-Scores are strict-mode primary metrics (:mod:`ecellm.evaluate.strict`), recomputed on each
-resample from answers parsed once; generation tasks (AG) use per-sample BERTScore F1 computed
-once, so a resample is a mean of those.
+can be noise. Each (task, setting) group is scored by the evaluator's own strict group scorer
+(:func:`ecellm.evaluate.evaluator.group_scorer`), both runs on the *same* resamples
+(:mod:`ecellm.evaluate.bootstrap` draws them from the seed and the group), so the interval of
+the per-task delta accounts for the pairing; a setting's mean delta averages the task deltas
+replicate by replicate (tasks resampled independently).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecellm.data.schema import Sample
-from ecellm.evaluate import strict
-from ecellm.evaluate.evaluator import _gold_letter, _gold_list, _qpr_labels, primary_metric, scorer_kind
+from ecellm.evaluate import bootstrap
+from ecellm.evaluate.evaluator import group_scorer, primary_metric, score_of, scorer_kind
 from ecellm.tasks import get_task
-
-Scorer = Callable[[Sequence[int]], float]
-
-
-def _scorer(
-    task_abbr: str, setting: str, samples: Sequence[Sample], texts: Sequence[str], bert: Any
-) -> Scorer:
-    """A function from sample indices to the group's strict primary metric on those samples."""
-    task = get_task(task_abbr)
-    kind, metric = scorer_kind(task), primary_metric(task)
-    if kind == "generation":
-        from ecellm.evaluate.bertscore import bertscore, cut_words
-
-        preds = [cut_words(t.strip()) for t in texts]
-        per = bertscore(preds, [cut_words(s.output.strip()) for s in samples], bert)["f1"]
-        return lambda idx: sum(per[i] for i in idx) / len(idx)
-    answers = [task.parse(t, s) for t, s in zip(texts, samples, strict=True)]
-    if kind == "binary":
-        gold: list[Any] = [s.output for s in samples]
-        fn: Callable[[list[Any], list[Any]], dict[str, Any]] = strict.score_binary
-    elif kind == "multiclass":
-        gold, fn = [_gold_letter(task, s) for s in samples], strict.score_multiclass
-    elif kind == "sr":
-        gold, fn = [_gold_letter(task, s) for s in samples], strict.score_sr
-    elif kind == "ave":
-        gold = [_gold_list(s) for s in samples]
-
-        def fn(g: list[Any], a: list[Any]) -> dict[str, Any]:
-            return strict.score_ave(g, a, setting)
-    else:
-        gold = list(_qpr_labels(samples))
-
-        def fn(g: list[Any], a: list[Any]) -> dict[str, Any]:
-            return strict.score_qpr(a, g)
-
-    return lambda idx: float(fn([gold[i] for i in idx], [answers[i] for i in idx])["metrics"][metric])
 
 
 def paired_bootstrap(
@@ -80,33 +41,43 @@ def paired_bootstrap(
         from ecellm.evaluate.bertscore import resolve_model
 
         bertscore_model = resolve_model(None)
-    scorers = {
-        k: tuple(
-            _scorer(k[0], k[1], g, [run.get(s.id, "") for s in g], bertscore_model) for run in (base, tuned)
+
+    def summary(diff: dict[str, Any]) -> dict[str, float]:
+        return {"delta": diff["estimate"], "lo": diff["low"], "hi": diff["high"]}
+
+    tasks: dict[tuple[str, str], dict[str, float]] = {}
+    reps: dict[tuple[str, str], tuple[Any, Any]] = {}
+    points: dict[tuple[str, str], tuple[float, float]] = {}
+    for key, group in sorted(groups.items()):
+        task = get_task(key[0])
+        metric = primary_metric(task)
+        stats = []
+        for run in (tuned, base):
+            scorer = group_scorer(
+                task, key[1], group, [run.get(s.id, "") for s in group],
+                mode="strict", lenient=False, bertscore_model=bertscore_model,
+            )
+
+            def stat(idx: Sequence[int], scorer: Any = scorer, metric: str = metric) -> float:
+                return float(score_of(scorer(idx), metric))
+
+            stats.append(stat)
+        n, label = len(group), f"{key[0]}\0{key[1]}"
+        reps[key] = tuple(
+            bootstrap.replicates(st, n, resamples=resamples, seed=seed, key=label) for st in stats
         )
-        for k, g in sorted(groups.items())
-    }
-    rng = random.Random(seed)
-    draws: dict[tuple[str, str], list[float]] = {k: [] for k in scorers}
-    for _ in range(resamples):
-        for k, (sb, st) in scorers.items():
-            n = len(groups[k])
-            idx = [rng.randrange(n) for _ in range(n)]
-            draws[k].append(st(idx) - sb(idx))
-    full = {k: st(range(len(groups[k]))) - sb(range(len(groups[k]))) for k, (sb, st) in scorers.items()}
-    alpha = (1 - level) / 2
-
-    def summary(point: float, values: list[float]) -> dict[str, float]:
-        v = sorted(values)
-        lo = v[int(alpha * (len(v) - 1))]
-        hi = v[int(round((1 - alpha) * (len(v) - 1)))]
-        return {"delta": point, "lo": lo, "hi": hi}
-
-    tasks = {k: summary(full[k], draws[k]) for k in scorers}
+        points[key] = (stats[0](range(n)), stats[1](range(n)))
+        (t_point, b_point), (t_reps, b_reps) = points[key], reps[key]
+        tasks[key] = summary(bootstrap.paired_difference(t_point, t_reps, b_point, b_reps, level=level))
     means: dict[str, dict[str, float]] = {}
-    for setting in sorted({k[1] for k in scorers}):
-        keys = [k for k in scorers if k[1] == setting]
-        point = sum(full[k] for k in keys) / len(keys)
-        per_draw = [sum(draws[k][b] for k in keys) / len(keys) for b in range(resamples)]
-        means[setting] = summary(point, per_draw)
+    for setting in sorted({k[1] for k in groups}):
+        keys = [k for k in tasks if k[1] == setting]
+        tuned_mean = sum(points[k][0] for k in keys) / len(keys)
+        base_mean = sum(points[k][1] for k in keys) / len(keys)
+        diff = bootstrap.paired_difference(
+            tuned_mean, bootstrap.mean_of([reps[k][0] for k in keys]),
+            base_mean, bootstrap.mean_of([reps[k][1] for k in keys]),
+            level=level,
+        )
+        means[setting] = summary(diff)
     return {"tasks": tasks, "means": means, "resamples": resamples, "seed": seed, "level": level}
