@@ -28,6 +28,7 @@ from typing import Any
 
 import typer
 
+from ecellm.data.pipeline import default_raw_dir
 from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 
@@ -68,14 +69,6 @@ TRAIN_DATA: dict[str, Any] = {
     "balance_labels": True,
 }
 
-
-def default_raw_dir() -> Path | None:
-    """``$ECELLM_RAW_DIR``, else ``../shared/raw`` when it exists (relative to the current folder)."""
-    env = os.environ.get("ECELLM_RAW_DIR")
-    if env:
-        return Path(env)
-    cand = Path.cwd().parent / "shared" / "raw"
-    return cand if cand.exists() else None
 
 
 def pick_subset(samples: list[Sample], per_task: int, seed: int) -> list[Sample]:

@@ -40,6 +40,18 @@ DOMAINS = ("IND", "OOD")
 _SUFFIX = {"Diverse": "", "Unseen": "-unseen", "Single": "-single"}
 
 
+def default_raw_dir() -> Path | None:
+    """``$ECELLM_RAW_DIR``, else ``../shared/raw`` when it exists (relative to the current folder).
+
+    The default raw folder of the demo and the experiment runner, so both find the same data.
+    """
+    env = os.environ.get("ECELLM_RAW_DIR")
+    if env:
+        return Path(env)
+    cand = Path.cwd().parent / "shared" / "raw"
+    return cand if cand.exists() else None
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` applied key by key on ``base`` (nested dicts merged, everything else replaced)."""
     out = dict(base)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ecellm.data.pipeline import default_raw_dir
 from ecellm.errors import InputError
 from ecellm.experiment import steps as S
 from ecellm.experiment.cache import StepDir, code_version
@@ -96,7 +97,7 @@ class Plan:
             conf = {"path": os.path.basename(d.path.rstrip("/"))}
             self._add(S.Step("data", "data", 0.01, conf, [], S.existing_data(Path(d.path))))
             return
-        raw = Path(d.raw_dir) if d.raw_dir else S.default_raw_dir()
+        raw = Path(d.raw_dir) if d.raw_dir else default_raw_dir()
         if raw is None or not raw.exists():
             raise InputError(
                 "raw data not found: set data.raw_dir, $ECELLM_RAW_DIR, or data.path to a built dataset",

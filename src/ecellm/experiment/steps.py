@@ -6,7 +6,6 @@ artefact it produced; :mod:`ecellm.experiment.runner` decides whether it runs at
 
 from __future__ import annotations
 
-import os
 import random
 import subprocess
 from collections.abc import Callable
@@ -35,14 +34,6 @@ class Step:
     execute: Callable[[Path, bool], str]
     info: dict[str, Any] = field(default_factory=dict)
 
-
-def default_raw_dir() -> Path | None:
-    """``$ECELLM_RAW_DIR``, else ``../shared/raw`` relative to the current folder when it exists."""
-    env = os.environ.get("ECELLM_RAW_DIR")
-    if env:
-        return Path(env)
-    cand = Path.cwd().parent / "shared" / "raw"
-    return cand if cand.exists() else None
 
 
 def raw_signature(raw: Path) -> list[tuple[str, int, int]]:
