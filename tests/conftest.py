@@ -39,3 +39,29 @@ def ecinstruct_build(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
     out = tmp_path_factory.mktemp("ecinstruct") / "build"
     return out, build_dataset(raw_dir, out)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_logging():
+    """In-process CLI calls configure logging for a terminal (``ecellm.log.setup``: the ecellm
+    logger stops propagating, warnings are filtered); undo that after each test so a later test's
+    ``caplog`` still sees ecellm's records whatever ran before it."""
+    import logging
+    import warnings
+
+    from ecellm import log
+
+    names = ("ecellm", "py.warnings", *log.THIRD_PARTY)
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    state = dict(log._state)
+    with warnings.catch_warnings():
+        yield
+    for n, (handlers, propagate, level) in saved.items():
+        logger = logging.getLogger(n)
+        logger.handlers[:] = handlers
+        logger.propagate = propagate
+        logger.setLevel(level)
+    log._state.clear()
+    log._state.update(state)
+    logging.captureWarnings(False)

@@ -99,6 +99,16 @@ def _fake_bertscore(cands, refs, **kw):
     return torch.full((n,), 0.5), torch.full((n,), 0.5), torch.full((n,), 0.5)
 
 
+class _FakeScorer:
+    """Stands in for ``bert_score.BERTScorer`` (what ecellm's BERTScore calls): no model load."""
+
+    def __init__(self, **kw):
+        pass
+
+    def score(self, cands, refs, **kw):
+        return _fake_bertscore(cands, refs)
+
+
 class _FakeEncoder:
     location = "fake"
 
@@ -113,7 +123,7 @@ def fake_models():
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluator, "resolve_model", lambda name=None: BertScoreModel("fake", 1, "fake"))
-        mp.setattr(bert_score, "score", _fake_bertscore)
+        mp.setattr(bert_score, "BERTScorer", _FakeScorer)
         mp.setattr(M, "get_encoder", lambda metric, model=None: _FakeEncoder())
         yield
 
