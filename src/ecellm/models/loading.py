@@ -60,13 +60,18 @@ def check_model_folder(folder: str | os.PathLike[str], *, allow_pickle: bool | N
     if not (p / "config.json").is_file():
         what = "the folder is empty" if not any(p.iterdir()) else "no config.json"
         raise InputError(f"not a model folder ({what}; expected config.json and *.safetensors)", file=str(p))
-    safe, pickles = _weights(p, "")
+    _require_weights(p, "", "no model weights (*.safetensors) in the folder", allow_pickle)
+
+
+def _require_weights(p: Path, stem: str, missing: str, allow_pickle: bool | None) -> None:
+    """safetensors weights present, else pickle weights only if allowed, else one-line error."""
+    safe, pickles = _weights(p, stem)
     if safe:
         return
     if pickles:
         _refuse_pickle(p, pickles, allow_pickle)
         return
-    raise InputError("no model weights (*.safetensors) in the folder", file=str(p))
+    raise InputError(missing, file=str(p))
 
 
 def check_adapter_folder(folder: str | os.PathLike[str], *, allow_pickle: bool | None = None) -> None:
@@ -74,13 +79,8 @@ def check_adapter_folder(folder: str | os.PathLike[str], *, allow_pickle: bool |
     p = Path(folder)
     if not (p / "adapter_config.json").exists():
         raise InputError("not a PEFT adapter folder (no adapter_config.json)", file=str(folder))
-    safe, pickles = _weights(p, "adapter_model")
-    if safe:
-        return
-    if pickles:
-        _refuse_pickle(p, pickles, allow_pickle)
-        return
-    raise InputError("no adapter weights (adapter_model.safetensors) in the folder", file=str(p))
+    missing = "no adapter weights (adapter_model.safetensors) in the folder"
+    _require_weights(p, "adapter_model", missing, allow_pickle)
 
 
 @dataclass
