@@ -48,14 +48,18 @@ def render_body(sample: Sample) -> str:
 def reference_options(sample: Sample) -> str:
     """The options field as the reference stores and pastes it: the string a loader read from a
     reference file when it differs from the canonical form (``meta["options_text"]``), else the
-    canonical form of the reference's builders: ``json.dumps`` of the list, Python ``repr`` for SR;
+    canonical form of the reference's builders: ``json.dumps`` of the list, or Python ``repr`` where
+    the task says so (``extra['options_format']``);
     ``""`` when there are no options."""
     raw = sample.meta.get("options_text")
     if isinstance(raw, str):
         return raw
     if not sample.options:
         return ""
-    return repr(list(sample.options)) if sample.task == "SR" else json.dumps(list(sample.options))
+    from ecellm.tasks import get_task
+
+    as_repr = get_task(sample.task).extra.get("options_format") == "repr"
+    return repr(list(sample.options)) if as_repr else json.dumps(list(sample.options))
 
 
 def render_reference(sample: Sample, template: str) -> str:

@@ -295,7 +295,7 @@ def acceptance(cfg: ExperimentConfig, tables: list[ReportTable]) -> list[tuple[s
                     bad += [
                         f"{t.setting.split('_')[0]} {k} {c.invalid}/{c.n}"
                         for k, c in r.cells.items()
-                        if k != "AG" and c.invalid
+                        if get_task(k).answer_kind != "text" and c.invalid  # free text is never invalid
                     ]
         out.append(
             (

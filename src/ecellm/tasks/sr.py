@@ -35,4 +35,6 @@ TASK = Task(
     has_ood=True,
     option_letters=LETTERS,
     parser=partial(parse_letter, letters=LETTERS),
+    # the reference's SR builder stores its per-sample options as a Python list repr, not JSON
+    extra={"options_format": "repr"},
 )

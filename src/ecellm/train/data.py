@@ -105,7 +105,9 @@ def select(
     for task in sorted(by_task):
         group = by_task[task]
         cap = len(group) if per_task is None else max(0, round(per_task * w.get(task, 1.0)))
-        closed = get_task(task).answer_kind in ("yes_no", "option", "letter") and task != "SR"
+        spec = get_task(task)  # balance a fixed answer set only (per-sample options carry no label)
+        fixed = spec.answer_kind in ("option", "letter") and bool(spec.options)
+        closed = spec.answer_kind == "yes_no" or fixed
         if balance and closed:
             chosen.extend(_balanced(group, cap, rng))
         else:
