@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = ROOT
 RAW_DIR = Path(os.environ.get("ECELLM_RAW_DIR", ROOT.parent / "shared" / "raw"))
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -3,7 +3,7 @@
 Plain Python over lists: one pass per group with ``collections.Counter`` is faster than
 scikit-learn for the many small (task, setting) groups an evaluation has (sklearn's input
 validation costs milliseconds per call), and the definitions are written out so that the
-zero-division conventions are visible. ``tests/test_metrics.py`` checks them against sklearn.
+zero-division conventions are visible. ``tests/evaluate/test_metrics.py`` checks them against sklearn.
 
 Zero-division convention: a ratio with an empty denominator is 0.0 (sklearn's
 ``zero_division=0``, which is what the reference got through its warnings), except where the

@@ -10,7 +10,7 @@ Every backend derives its own form from the same value, so they cannot drift apa
 - llama.cpp: a GBNF grammar (:func:`ecellm.infer.structured.to_gbnf`);
 - OpenAI-compatible servers: the regex or the GBNF grammar, where the server takes one (opt-in).
 
-``tests/test_infer_structured.py`` checks, for every constrained task of the registry, that the
+``tests/infer/test_structured.py`` checks, for every constrained task of the registry, that the
 three accept and refuse the same sampled strings.
 
 Specs are frozen dataclasses of plain strings and numbers, so they are hashable (backends cache

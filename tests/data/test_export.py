@@ -8,10 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import REPO_ROOT
 
 from ecellm.data.export import TEXT_TEMPLATES, chat_user_text, export_build, lm_eval_task_name
 from ecellm.data.loaders import load_samples
@@ -20,7 +20,7 @@ from ecellm.infer.requests import build_request
 from ecellm.prompts import render_prompt, render_target
 from ecellm.tasks import get_task, task_abbrs
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 MIXED = ROOT / "tests" / "fixtures" / "samples_mixed.jsonl"  # two test samples of every task
 TRAIN = ROOT / "tests" / "fixtures" / "train_samples.jsonl"  # train and val samples of every task
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.evaluate import evaluator
@@ -28,7 +29,7 @@ from ecellm.tasks import all_tasks, get_task
 from ecellm.tasks.qpr import listed_letters
 from ecellm.tasks.shopbench import metrics as M
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 MB = 1_000_000
 TRUTH = {  # a truth of each ShopBench task type (ranking: per-item gains, one of them huge)
     "multiple-choice": 1,

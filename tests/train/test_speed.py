@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from tests.conftest import FIXTURES
 
 from ecellm.models.packed import packed_frozen_linears, supported
 from ecellm.train.dropout import FastDropout, keep_mask, store_frozen_in_bf16, use_fast_lora_dropout
@@ -132,12 +133,11 @@ def test_packed_frozen_base_skips_trainable_and_fp32_layers():
 
 @pytest.mark.slow
 def test_eager_and_sdpa_attention_give_the_same_completion_loss(smollm2):
-    from pathlib import Path
 
     from ecellm.train.data import encode, make_collator, read_samples
     from ecellm.train.loss import completion_loss
 
-    fixture = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
+    fixture = FIXTURES / "train_samples.jsonl"
     samples = read_samples(str(fixture), tasks=["PRP", "AG", "SA"], settings=None, splits=["train"])[:4]
     rows = encode(samples, smollm2.tokenizer, template="alpaca", cutoff=1024, seq2seq=False)
     model = smollm2.model.eval()

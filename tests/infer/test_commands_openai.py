@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 from typer.testing import CliRunner
 
 from ecellm.cli import app
@@ -16,7 +17,7 @@ from ecellm.serve.app import create_app
 from ecellm.serve.run import BackgroundServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 KEY = "sk-cli-test-0123456789"
 
 

@@ -6,9 +6,9 @@ import gzip
 import json
 import math
 import shutil
-from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.readers.amazon2018 import (
     load_meta,
@@ -23,7 +23,7 @@ from ecellm.data.readers.amazon_google import parse_price, read_amazon, read_goo
 from ecellm.data.readers.mave import mave_files, read_mave
 from ecellm.errors import InputError
 
-FIX = Path(__file__).parent / "fixtures" / "raw_a"
+FIX = FIXTURES / "raw_a"
 
 
 def test_real_reviews_gz(raw_dir):

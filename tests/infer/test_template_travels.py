@@ -8,11 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.prompts import render_prompt
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
+FIXTURE = FIXTURES / "train_samples.jsonl"
 
 
 @pytest.fixture(scope="module")

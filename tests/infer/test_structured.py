@@ -14,11 +14,11 @@ import itertools
 import random
 import re
 from functools import cache
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.conftest import FIXTURES as FIXTURE_DIR
 
 from ecellm.data.loaders import load_samples
 from ecellm.errors import InputError
@@ -36,9 +36,9 @@ from ecellm.tasks.constraints import (
 )
 
 FIXTURES = [
-    Path(__file__).parent / "fixtures" / "samples_mixed.jsonl",
-    Path(__file__).parent / "fixtures" / "shopbench" / "dev.jsonl",
-    Path(__file__).parent / "fixtures" / "shopbench" / "mixed" / "development.json",
+    FIXTURE_DIR / "samples_mixed.jsonl",
+    FIXTURE_DIR / "shopbench" / "dev.jsonl",
+    FIXTURE_DIR / "shopbench" / "mixed" / "development.json",
 ]
 # characters that stress the boundaries: separators, quotes, escapes, spaces of every kind,
 # controls, letters of "None", digits, non-ASCII that is and is not allowed in a value

@@ -7,16 +7,16 @@ samples, in fp32 (autocast off) so the comparison is exact up to float summation
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.infer.hf import HFBackend
 from ecellm.infer.predict import make_requests
 from ecellm.infer.prefix import plan_groups
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 
 
 @pytest.fixture(autouse=True)

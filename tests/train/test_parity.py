@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import FIXTURES, REPO_ROOT
 
 from ecellm.data.schema import Sample
 from ecellm.train.data import IGNORE, encode, read_samples
 from ecellm.train.loss import count_samples, per_sample_loss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
-ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = FIXTURES / "train_samples.jsonl"
+ROOT = REPO_ROOT
 
 
 def _tiny_llama():

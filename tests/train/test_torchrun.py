@@ -6,12 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
+FIXTURE = FIXTURES / "train_samples.jsonl"
 
 
 @pytest.mark.slow

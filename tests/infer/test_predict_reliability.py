@@ -9,7 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.test_openai_backend import Flaky
+from tests.conftest import FIXTURES
+from tests.infer.test_openai_backend import Flaky
 
 from ecellm import cli
 from ecellm.data.loaders import load_samples
@@ -17,7 +18,7 @@ from ecellm.errors import InputError
 from ecellm.infer.base import Completion
 from ecellm.infer.predict import manifest_path, predict
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 
 
 class Echo:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import FIXTURES
 
 from ecellm.errors import InputError
 from ecellm.train import run
 
-FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
+FIXTURE = FIXTURES / "train_samples.jsonl"
 
 
 class Reached(Exception):

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.train.data import IGNORE, EncodeStats, encode, read_samples
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = FIXTURES
 TRAIN = FIXTURES / "train_samples.jsonl"
 MIXED = FIXTURES / "samples_mixed.jsonl"
 CLOSED_TASKS = ("PRP", "PM", "SA", "SR", "MPC", "PSI", "AP")

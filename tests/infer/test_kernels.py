@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from tests.conftest import FIXTURES
 
 from ecellm.infer.attention import SHORT_QUERY, attention_forward, short_query_attention
 from ecellm.infer.constrained import chunk_width
@@ -214,7 +215,6 @@ def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch
     constrained texts as plain ``F.linear``, and the model is left unpacked afterwards."""
     import copy
     import dataclasses
-    from pathlib import Path
 
     import ecellm.models.packed as packed
     from ecellm.data.loaders import load_samples
@@ -222,7 +222,7 @@ def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch
     from ecellm.infer.predict import make_requests
 
     monkeypatch.setenv("ECELLM_THREADS", "1")
-    fixture = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+    fixture = FIXTURES / "samples_mixed.jsonl"
     samples = [s for s in load_samples(fixture) if s.task in ("PSI", "SA", "QPR")][:6]
     loaded = dataclasses.replace(smollm2, model=copy.deepcopy(smollm2.model).to(torch.bfloat16))
     backend = HFBackend(loaded, batch_size=4)

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.errors import InputError
@@ -23,7 +24,7 @@ from ecellm.tasks.shopbench.metrics import cut
 from ecellm.tasks.shopbench.records import infer_task_type
 from ecellm.tasks.shopbench.scoring import score_group
 
-FIX = Path(__file__).parent / "fixtures" / "shopbench"
+FIX = FIXTURES / "shopbench"
 DATA, PREDS = FIX / "dev.jsonl", FIX / "predictions.jsonl"
 MIXED, MIXED_HIDDEN = FIX / "mixed" / "development.json", FIX / "mixed" / "hidden_test.json"
 U = "amazon-kdd-cup-24-understanding-shopping-concepts"

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.infer.base import Request
@@ -12,7 +11,7 @@ from ecellm.infer.hf import HFBackend, generate_texts
 from ecellm.infer.predict import make_requests
 from ecellm.tasks import get_task
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 pytestmark = pytest.mark.slow
 
 

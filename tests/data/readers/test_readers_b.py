@@ -8,13 +8,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.readers.amazonqa import iter_amazonqa, read_amazonqa
 from ecellm.data.readers.esci import read_esci, split_esci
 from ecellm.data.readers.pqa import infer_category, normalize_category, read_epqa, read_hetpqa
 from ecellm.errors import InputError
 
-FIX = Path(__file__).parent / "fixtures" / "raw_b"
+FIX = FIXTURES / "raw_b"
 
 
 def test_esci_reads_us_rows_with_titles(raw_dir: Path) -> None:

@@ -6,17 +6,17 @@ import logging
 import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from tests.conftest import REPO_ROOT
 
 from ecellm.errors import InputError
 from ecellm.train import tracking
 from ecellm.train.card import model_card
 from ecellm.train.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 FIXTURE = ROOT / "tests" / "fixtures" / "train_samples.jsonl"
 HISTORY = [
     {"step": 5, "loss": 2.5, "learning_rate": 3e-4, "grad_norm": 1.2, "epoch": 0.1},

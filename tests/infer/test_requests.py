@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.infer.requests import build_request
 from ecellm.prompts import STOP_STRINGS, render_prompt
 from ecellm.tasks.constraints import AttributeValues, Ranking
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES, REPO_ROOT
 
 from ecellm.errors import InputError
 from ecellm.train.config import load_config
 from ecellm.train.data import IGNORE, EncodeStats, encode, read_samples, select
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-FIXTURE = Path(__file__).parent / "fixtures" / "train_samples.jsonl"
-ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = FIXTURES / "train_samples.jsonl"
+ROOT = REPO_ROOT
 
 
 def _cfg(tmp_path: Path, **kw) -> dict:

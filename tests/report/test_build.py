@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES, REPO_ROOT
 
 from ecellm.errors import InputError
 from ecellm.report import build_tables, load_runs, make_report, paper_tables
 from ecellm.report.commands import collect_inputs
 
-FIX = Path(__file__).parent / "fixtures" / "metrics"
+FIX = FIXTURES / "metrics"
 BASE, TUNED, STRICT = FIX / "base.json", FIX / "tuned.json", FIX / "strict.json"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 
 
 def _rows(csv_path: Path) -> dict[str, dict[str, str]]:

@@ -7,12 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.builders import ag, ap, mpc, psi, qpr
 from ecellm.data.readers.pqa import normalize_category
 from ecellm.tasks.mpc import OPTIONS
 
-FIX = Path(__file__).parent / "fixtures" / "raw_b"
+FIX = FIXTURES / "raw_b"
 
 
 def _cfg(module, **over):

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
 from ecellm.errors import InputError
@@ -19,7 +20,7 @@ from ecellm.infer.predict import manifest_path, predict
 from ecellm.io import write_jsonl
 from ecellm.tasks import get_task
 
-FIXTURE = Path(__file__).parent / "fixtures" / "samples_mixed.jsonl"
+FIXTURE = FIXTURES / "samples_mixed.jsonl"
 FIELDS = {
     "id",
     "task",

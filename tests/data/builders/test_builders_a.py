@@ -6,9 +6,9 @@ import json
 import random
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
 from ecellm.data.builders import ave, pm, prp, sa, sr
 from ecellm.data.builders.base import BuildResult
@@ -18,7 +18,7 @@ from ecellm.tasks.sa import OPTIONS as SA_OPTIONS
 from ecellm.tasks.sa import STARS
 from ecellm.tasks.sr import LETTERS as SR_LETTERS
 
-FIX = Path(__file__).parent / "fixtures" / "raw_a"
+FIX = FIXTURES / "raw_a"
 MODULES = {"AVE": ave, "PRP": prp, "PM": pm, "SA": sa, "SR": sr}
 
 

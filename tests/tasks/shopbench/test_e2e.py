@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import FIXTURES
 
-MIXED = Path(__file__).parent / "fixtures" / "shopbench" / "mixed" / "development.json"
+MIXED = FIXTURES / "shopbench" / "mixed" / "development.json"
 
 
 def test_smollm2_predict_then_evaluate(tmp_path: Path) -> None:

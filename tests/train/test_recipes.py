@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import REPO_ROOT
 
 from ecellm.errors import InputError
 from ecellm.train.config import load_config
 from ecellm.train.recipes import copy_recipe, find_recipe, list_recipes
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO_ROOT
 FIXTURE = ROOT / "tests" / "fixtures" / "train_samples.jsonl"
 # the few files a wheel is built from (copied, so building leaves nothing in the checkout)
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "src", "configs")
