@@ -1,11 +1,9 @@
-"""Readers for Amazon-2018, Amazon-Google and MAVE: real rows, own fixtures, and bad input."""
+"""Amazon-2018 reviews and metadata: real rows, own fixtures, bad input named by file, line and field."""
 
 from __future__ import annotations
 
 import gzip
 import json
-import math
-import shutil
 
 import pytest
 from tests.conftest import FIXTURES
@@ -19,11 +17,10 @@ from ecellm.data.readers.amazon2018 import (
     read_reviews,
     reviews_path,
 )
-from ecellm.data.readers.amazon_google import parse_price, read_amazon, read_google, read_mapping
-from ecellm.data.readers.mave import mave_files, read_mave
 from ecellm.errors import InputError
 
 FIX = FIXTURES / "raw_a"
+
 
 
 def test_real_reviews_gz(raw_dir):
@@ -104,61 +101,3 @@ def test_bad_meta_relation_type(tmp_path):
 def test_missing_file_is_input_error(tmp_path):
     with pytest.raises(InputError, match="Nope_5.json"):
         reviews_path(tmp_path, "Nope")
-
-
-def test_real_amazon_google(raw_dir):
-    amazon, google, mapping = read_amazon(raw_dir), read_google(raw_dir), read_mapping(raw_dir)
-    assert (len(amazon), len(google), len(mapping)) == (1354, 3039, 1103)
-    assert all(a in amazon and g in google for a, g in mapping)
-    row = amazon["A90A84F8080"]
-    assert row["title"] == "clickart 950 000 - premier image pack (dvd-rom)"
-    assert row["description"] is None and row["manufacturer"] == "broderbund" and row["price"] == 0.0
-    g = google["http://www.google.com/base/feeds/snippets/281800806582973110"]
-    assert g["title"] == "learning quickbooks 2007" and g["price"] == 38.99
-    assert sum(isinstance(r["price"], str) for r in google.values()) == 61  # "69.71 gbp" kept as text
-    for r in [*amazon.values(), *google.values()]:
-        assert not (isinstance(r["price"], float) and math.isnan(r["price"]))
-
-
-def test_price_parsing():
-    assert parse_price("38.99") == 38.99
-    assert parse_price("$1,299.00") == 1299.0
-    assert parse_price("69.71 gbp") == "69.71 gbp"
-    assert parse_price("") is None and parse_price(None) is None and parse_price("nan") is None
-
-
-def test_amazon_google_cp1252_and_bad_header(tmp_path):
-    d = tmp_path / "amazon_google"
-    d.mkdir()
-    (d / "Amazon.csv").write_bytes(
-        '"id","title","description","manufacturer","price"\n"a1","caf\xe9 pro","","m","1"\n'.encode("cp1252")
-    )
-    assert read_amazon(tmp_path)["a1"]["title"] == "café pro"
-    (d / "GoogleProducts.csv").write_text('"id","title","description","manufacturer","price"\n')
-    with pytest.raises(InputError, match=r"GoogleProducts.csv, record 1, field 'name'"):
-        read_google(tmp_path)
-    (d / "Amzon_GoogleProducts_perfectMapping.csv").write_text('"idAmazon","idGoogleBase"\n"a1",""\n')
-    with pytest.raises(InputError, match=r"record 2, field 'idGoogleBase'"):
-        read_mapping(tmp_path)
-
-
-def test_real_mave(raw_dir):
-    pos, neg = mave_files(raw_dir)
-    positives, negatives = list(read_mave(pos)), list(read_mave(neg))
-    assert (len(positives), len(negatives)) == (9811, 1942)
-    assert all(not a["evidences"] for r in negatives for a in r["attributes"])
-    assert len({r["id"] for r in positives} | {r["id"] for r in negatives}) == 1943
-    ev = positives[0]["attributes"][0]["evidences"][0]
-    text = positives[0]["paragraphs"][ev["pid"]]["text"]
-    assert text[ev["begin"] : ev["end"]] == ev["value"] == "Ellie Shoes"
-
-
-def test_mave_bad_offsets(tmp_path):
-    src = FIX / "mave"
-    shutil.copytree(src, tmp_path / "mave")
-    bad = json.loads((src / "mave_positives.jsonl").read_text().splitlines()[0])
-    bad["attributes"][0]["evidences"][0]["pid"] = 5
-    with (tmp_path / "mave" / "mave_positives.jsonl").open("a") as fh:
-        fh.write(json.dumps(bad) + "\n")
-    with pytest.raises(InputError, match=r"mave_positives.jsonl, record 4, field 'evidences.pid'"):
-        list(read_mave(mave_files(tmp_path)[0]))
