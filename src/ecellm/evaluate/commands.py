@@ -13,6 +13,7 @@ import typer
 
 def _print_table(result: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     lenient = " +lenient" if result["lenient"] else ""
@@ -20,16 +21,20 @@ def _print_table(result: dict) -> None:
     for col in ("task", "setting", "metric", "score", "n", "invalid", "coverage"):
         right = col in ("score", "n", "invalid", "coverage")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
+    notes = deviation_notes(result)
     for r in result["results"]:
+        marked = bool((r.get("metrics") or {}).get("paper_deviations"))
         table.add_row(
             r["task"],
             r["setting"],
             r["metric"],
-            f"{r['score']:.4f}",
+            f"{r['score']:.4f}" + ("*" if marked else ""),  # on the score: a narrow table cuts text
             str(r["n"]),
             str(r["invalid"]),
             f"{r['coverage']:.3f}",
         )
+    if notes:  # part of the table itself, so a copied table keeps the warning
+        table.caption = escape("* not the paper's measurement: " + "; ".join(notes))
     Console().print(table)
     if result.get("bootstrap"):  # below the table, which already fills 80 columns
         b = result["bootstrap"]
@@ -40,9 +45,20 @@ def _print_table(result: dict) -> None:
                 f"  {r['task']:<4} {r['setting']:<24} {r['score']:.4f} [{ci['low']:.4f}, {ci['high']:.4f}]"
             )
     if result.get("bertscore_model"):
-        typer.echo(f"BERTScore model: {result['bertscore_model']}")
+        fallback = f" (fallback: {result['bertscore_fallback']})" if result.get("bertscore_fallback") else ""
+        typer.echo(f"BERTScore model: {result['bertscore_model']}{fallback}")
     for line in summary_lines(result):
         typer.echo(line)
+
+
+def deviation_notes(result: dict) -> list[str]:
+    """The distinct ``paper_deviations`` of the result's rows, in row order."""
+    notes: list[str] = []
+    for r in result["results"]:
+        for note in (r.get("metrics") or {}).get("paper_deviations") or []:
+            if note not in notes:
+                notes.append(note)
+    return notes
 
 
 def summary_lines(result: dict) -> list[str]:

@@ -280,6 +280,7 @@ def evaluate(
         "n_predictions": len(predictions),
         "unmatched_predictions": sum(k not in ids for k in predictions),
         "bertscore_model": model.name if model else None,
+        "bertscore_fallback": model.fallback if model else None,
     }
     if bootstrap:
         out["bootstrap"] = {"resamples": bootstrap, "seed": seed, "level": level, "method": "percentile"}

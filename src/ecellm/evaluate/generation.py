@@ -1,8 +1,10 @@
 """AG scoring: BERTScore P/R/F1 (+ BLEURT when installed) in paper and strict mode.
 
 Paper: BERTScore on the full texts, BLEURT on texts cut to 300 words, BLEURT failures left
-out of its mean. Strict: every metric on the same (cut) texts, failures and empty answers
-scored 0 and kept in every mean.
+out of its mean. Whatever keeps a paper-mode result from being the reference's measurement (a
+BERTScore model other than roberta-large, BLEURT not run) is listed under ``paper_deviations``
+in its metrics, so a fallback is never silent. Strict: every metric on the same (cut) texts,
+failures and empty answers scored 0 and kept in every mean.
 
 Model output is made safe first: lone surrogates become U+FFFD (tokenizers cannot encode them)
 and texts are cut to :data:`MAX_WORDS` words and :data:`MAX_CHARS` characters. BERTScore reads
@@ -48,6 +50,8 @@ def generation_scorer(
     def score(idx: Sequence[int]) -> dict[str, Any]:
         metrics: dict[str, Any] = {f"bertscore_{k}": mean([v[i] for i in idx]) for k, v in bs.items()}
         metrics["bertscore_model"] = model.name
+        if model.fallback:
+            metrics["bertscore_fallback"] = model.fallback
         if bl is not None:
             if "skipped" in bl:
                 metrics["bleurt"] = None
@@ -62,9 +66,24 @@ def generation_scorer(
                     kept = [s for s in scores if s is not None]
                 metrics["bleurt"] = mean(kept)
                 metrics["bleurt_failures"] = sum(s is None for s in scores)
+        if mode == "paper":
+            deviations = paper_deviations(model, bl)
+            if deviations:
+                metrics["paper_deviations"] = deviations
         return {"metrics": metrics, "invalid": sum(not preds[i] for i in idx)}
 
     return score
+
+
+def paper_deviations(model: BertScoreModel, bleurt_result: dict[str, Any] | None) -> list[str]:
+    """Why a paper-mode AG score is not the reference's measurement (empty: it is)."""
+    out = []
+    if not model.is_paper_model:
+        why = model.fallback or "chosen with --bertscore-model"
+        out.append(f"BERTScore with {model.name} instead of roberta-large ({why})")
+    if bleurt_result is not None and "skipped" in bleurt_result:
+        out.append(f"BLEURT not computed ({bleurt_result['skipped']})")
+    return out
 
 
 def score_generation(
