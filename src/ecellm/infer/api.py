@@ -1,4 +1,6 @@
-"""The Python API: ``ecellm.load_model(...)`` then ``model.predict(samples)``.
+"""The Python API: ``ecellm.load_model(...)`` then ``model.predict(samples)``, or a task called
+with its plain fields: ``model.run("PM", product_1=..., product_2=...)`` and the same as a named
+method per task, ``model.product_matching(...)`` (see :mod:`ecellm.infer.task_api`).
 
 The CLI's ``ecellm predict`` is this plus file handling; a notebook user gets the same
 requests, decoding and records without touching files.
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.data.schema import Sample
+from ecellm.infer import task_api
 from ecellm.infer.predict import make_requests, predict, run_records
 
 
@@ -53,6 +56,19 @@ class Model:
         got = {rec["id"]: rec for rec in run_records(self.backend, samples, reqs)}
         return [got[s.id] for s in samples]
 
+    def run(self, task: str, /, *, max_new_tokens: int | None = None, **fields: Any) -> task_api.TaskResult:
+        """Call ``task`` (any registry name, or its method name) on its plain ``fields``: the
+        task's prompt in this model's template, the task's default decoding, the answer parsed.
+        ``max_new_tokens`` caps the task's budget."""
+        (result,) = task_api.run(self, task, [fields], max_new_tokens=max_new_tokens)
+        return result
+
+    def run_many(
+        self, task: str, items: Sequence[dict[str, Any]], *, max_new_tokens: int | None = None
+    ) -> list[task_api.TaskResult]:
+        """:meth:`run` on many calls at once (batched by the backend), results in their order."""
+        return task_api.run(self, task, items, max_new_tokens=max_new_tokens)
+
     def predict_file(
         self, samples: Sequence[Sample] | str | os.PathLike[str], out: str | os.PathLike[str], **kw: Any
     ) -> Path:
@@ -81,6 +97,9 @@ class Model:
             batch_size=self.backend.batch_size,
             autocast=self.backend.autocast,
         )
+
+
+task_api.attach(Model)  # model.product_matching(...), ...: one method per registered task
 
 
 def load_model(

@@ -1,6 +1,6 @@
 """AP: answerability prediction (can the question be answered from the documents?). yes/no."""
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_yes_no
 
 TASK = Task(
@@ -27,4 +27,16 @@ TASK = Task(
     max_new_tokens=3,
     has_ood=True,
     parser=parse_yes_no,
+    inputs=(
+        InputField(
+            "question", str, "the shopper's question about the product", "does it come with a charger?"
+        ),
+        InputField(
+            "document",
+            list[str],
+            "supporting snippets (reviews, descriptions)",
+            ["the box had the tablet, a cable and a wall plug.", "battery lasts all day."],
+            min_items=1,
+        ),
+    ),
 )

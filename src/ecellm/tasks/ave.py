@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.constraints import AttributeValues, name_ok
 from ecellm.tasks.parsing import parse_json_list
 
@@ -37,6 +37,14 @@ def constraint(sample: Sample) -> AttributeValues | None:
     if not attrs:
         return None
     return AttributeValues(tuple(attrs), tuple(s for s in sources if name_ok(s)))
+
+
+def compose(fields: dict[str, Any]) -> dict[str, Any]:
+    """The product's text fields plus ``"target attributes": "a and b"``, as the builder writes
+    them; the list also goes to ``meta`` as builders keep it."""
+    targets = list(fields["target_attributes"])
+    payload = {**fields["product"], "target attributes": " and ".join(targets)}
+    return {"input": json.dumps(payload, ensure_ascii=False), "meta": {"target_attributes": targets}}
 
 
 TASK = Task(
@@ -73,4 +81,24 @@ TASK = Task(
     has_ood=True,
     parser=parse_json_list,
     constraint=constraint,
+    inputs=(
+        InputField(
+            "product",
+            dict[str, str],
+            "the product's text fields by name (the name is the answer's source)",
+            {
+                "product title": "trail runner women's lightweight mesh running shoe, grey",
+                "product description": "breathable mesh upper, cushioned sole for road and trail",
+            },
+            min_items=1,
+        ),
+        InputField(
+            "target_attributes",
+            list[str],
+            "the attributes to find",
+            ["color", "gender"],
+            min_items=1,
+        ),
+    ),
+    compose=compose,
 )

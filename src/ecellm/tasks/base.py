@@ -6,6 +6,7 @@ Adding an 11th task is one new module and one line in ``ecellm.tasks.registry.TA
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -49,6 +50,25 @@ class Invalid:
 
 
 @dataclass(frozen=True)
+class InputField:
+    """One plain input a caller gives a task (``ecellm.infer.task_api``, ``POST /v1/tasks/...``).
+
+    ``type`` is the Python annotation the field is validated against (``str``, ``list[str]``,
+    ``dict[str, str]``...); ``key`` is the name the field has in the sample's JSON input, when
+    the task's input is a JSON object (default: ``name``); ``min_items``/``max_items`` bound a
+    list; ``example`` is a realistic value (documentation, the try-it page's prefill).
+    """
+
+    name: str
+    type: Any
+    description: str
+    example: Any
+    key: str | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+
+
+@dataclass(frozen=True)
 class Task:
     """A task definition. Parsers are plain functions so each task module stays declarative.
 
@@ -68,6 +88,10 @@ class Task:
       the reference evaluator scores it".
     - ``constraint``: the sample's decoding constraint spec (:mod:`ecellm.tasks.constraints`),
       or ``None`` when the sample lacks what it needs; no ``constraint``: free text.
+    - ``inputs``: the plain fields a caller gives (no instruction, no gold output);
+      ``compose(fields)`` turns them into the sample's ``input`` (and ``options``, ``meta`` or
+      ``instruction`` where the task needs them). Without ``compose`` the input is the JSON
+      object ``{field.key: value}`` and the options are the task's own (see :meth:`sample_from`).
     """
 
     abbr: str
@@ -91,6 +115,8 @@ class Task:
     scorer: Any = None
     aggregate: Any = None
     modes: tuple[str, ...] = ("paper", "strict")
+    inputs: tuple[InputField, ...] = ()
+    compose: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     def parse(self, text: str | None, sample: Sample | None = None, *, lenient: bool = False) -> Any:
         """Read raw model text as a structured answer, or return :class:`Invalid`. Never raises."""
@@ -111,6 +137,21 @@ class Task:
             opts = sample.options or list(self.options)
             return [o.split(":", 1)[0].strip() for o in opts]
         raise ValueError(f"task {self.abbr} has no closed answer set")
+
+    def sample_from(self, fields: dict[str, Any], sample_id: str = "input") -> Sample:
+        """A sample built from plain input ``fields`` (already validated against :attr:`inputs`):
+        the seed instruction, the composed input, the task's options unless ``compose`` gives the
+        sample's own, and no gold output."""
+        from ecellm.data.schema import Sample
+
+        if self.compose is not None:
+            parts = dict(self.compose(fields))
+        else:
+            payload = {f.key or f.name: fields[f.name] for f in self.inputs}
+            parts = {"input": json.dumps(payload, ensure_ascii=False)}
+        parts.setdefault("instruction", self.instructions[0] if self.instructions else "")
+        parts.setdefault("options", list(self.options))
+        return Sample(id=sample_id, task=self.abbr, output="", **parts)
 
     @property
     def closed(self) -> bool:

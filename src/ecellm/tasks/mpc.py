@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_letter
 
 OPTIONS = (
@@ -42,4 +42,14 @@ TASK = Task(
     options=OPTIONS,
     option_letters=LETTERS,
     parser=partial(parse_letter, letters=LETTERS, options=OPTIONS),
+    inputs=(
+        InputField("query", str, "the shopper's search query", "usb c to hdmi adapter"),
+        InputField(
+            "product_title",
+            str,
+            "the product title",
+            "USB-C to HDMI 4K adapter, aluminium, for MacBook and iPad",
+            key="product title",
+        ),
+    ),
 )

@@ -1,6 +1,6 @@
 """PM: product matching (do two listings describe the same product?). Output: yes/no."""
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_yes_no
 
 TASK = Task(
@@ -20,11 +20,35 @@ TASK = Task(
         "Check whether the two products below are the same product sold under different listings; "
         "respond with yes or no only.",
     ),
-    unseen_instruction=(
-        "Are the two listed products one and the same item? Answer with yes or no."
-    ),
+    unseen_instruction=("Are the two listed products one and the same item? Answer with yes or no."),
     decode="choice",
     max_new_tokens=3,
     has_ood=False,
     parser=parse_yes_no,
+    inputs=(
+        InputField(
+            "product_1",
+            dict[str, str | int | float | None],
+            "the first listing: title, description, manufacturer, price",
+            {
+                "title": "adobe photoshop elements 12 (win/mac)",
+                "description": "edit photos with guided edits",
+                "manufacturer": "adobe",
+                "price": 79.99,
+            },
+            key="product 1",
+        ),
+        InputField(
+            "product_2",
+            dict[str, str | int | float | None],
+            "the second listing, same keys",
+            {
+                "title": "photoshop elements 12",
+                "description": None,
+                "manufacturer": "adobe systems",
+                "price": 74.95,
+            },
+            key="product 2",
+        ),
+    ),
 )

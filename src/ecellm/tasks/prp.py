@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_letter
 
 OPTIONS = (
@@ -41,4 +41,10 @@ TASK = Task(
     options=OPTIONS,
     option_letters=LETTERS,
     parser=partial(parse_letter, letters=LETTERS, options=OPTIONS),
+    inputs=(
+        InputField("product_1", str, "the first product's title", "Starbucks gift card", key="Product 1:"),
+        InputField(
+            "product_2", str, "the second product's title", "Dunkin coffee gift card", key="Product 2:"
+        ),
+    ),
 )

@@ -1,6 +1,6 @@
 """PSI: product substitute identification (is the product a substitute for the query?). yes/no."""
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_yes_no
 
 TASK = Task(
@@ -28,4 +28,8 @@ TASK = Task(
     max_new_tokens=3,
     has_ood=False,
     parser=parse_yes_no,
+    inputs=(
+        InputField("query", str, "the shopper's search query", "iphone 13 case clear"),
+        InputField("product", str, "the product title", "Clear case for iPhone 14 Pro Max, anti-yellowing"),
+    ),
 )

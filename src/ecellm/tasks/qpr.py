@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.constraints import Ranking
 from ecellm.tasks.parsing import parse_ranking
 
@@ -37,6 +37,12 @@ def listed_letters(sample: Sample) -> list[str] | None:
     if not letters and sample.options:
         letters = [m.group(1) for o in sample.options if (m := _LETTER.match(o))]
     return letters if letters and len(set(letters)) == len(letters) else None
+
+
+def compose(fields: dict[str, Any]) -> dict[str, Any]:
+    """The query and the products lettered in the given order, as the builder writes them."""
+    listed = [f"{LETTERS[i]}: {title}" for i, title in enumerate(fields["products"])]
+    return {"input": json.dumps({"query": fields["query"], "product list": listed}, ensure_ascii=False)}
 
 
 def constraint(sample: Sample) -> Ranking | None:
@@ -75,4 +81,20 @@ TASK = Task(
     parser=partial(parse_ranking, letters=LETTERS),
     constraint=constraint,
     extra={"gains": GAINS, "label_order": LABEL_ORDER},
+    inputs=(
+        InputField("query", str, "the shopper's search query", "wireless earbuds with charging case"),
+        InputField(
+            "products",
+            list[str],
+            f"the product titles to rank (2 to {len(LETTERS)}), lettered A, B, ... in this order",
+            [
+                "Over-ear studio headphones with coiled cable",
+                "True wireless earbuds, bluetooth 5.3, USB-C charging case",
+                "Replacement silicone ear tips, 3 sizes",
+            ],
+            min_items=2,
+            max_items=len(LETTERS),
+        ),
+    ),
+    compose=compose,
 )

@@ -2,7 +2,7 @@
 
 from functools import partial
 
-from ecellm.tasks.base import Task
+from ecellm.tasks.base import InputField, Task
 from ecellm.tasks.parsing import parse_letter
 
 OPTIONS = ("A: very positive", "B: positive", "C: neutral", "D: negative", "E: very negative")
@@ -35,4 +35,13 @@ TASK = Task(
     options=OPTIONS,
     option_letters=LETTERS,
     parser=partial(parse_letter, letters=LETTERS, options=OPTIONS),
+    inputs=(
+        InputField(
+            "review",
+            str,
+            "the review text",
+            "Fits my phone perfectly and the buttons still click. Great case for the price.",
+        ),
+    ),
+    compose=lambda fields: {"input": fields["review"]},
 )

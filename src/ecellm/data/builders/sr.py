@@ -26,7 +26,7 @@ from ecellm.data.builders.base import BuildResult, Draft
 from ecellm.data.quality import clean_text, normalize_key, truncate_words
 from ecellm.data.readers.amazon2018 import load_meta, meta_path, meta_title, read_reviews, reviews_path
 from ecellm.data.splits import rng, take
-from ecellm.tasks.sr import LETTERS
+from ecellm.tasks.sr import LETTERS, ordinal
 
 DEFAULTS: dict[str, Any] = {
     "ind_categories": ["Gift_Cards"],
@@ -41,12 +41,6 @@ DEFAULTS: dict[str, Any] = {
     # are HTML fragments); 0 = such items are dropped as the strict rule says
     "title_fallback_words": 12,
 }
-
-
-def ordinal(n: int) -> str:
-    """1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
 
 
 def item_text(row: dict[str, Any], words: int, fallback_words: int) -> tuple[str, str]:

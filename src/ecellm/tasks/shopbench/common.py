@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ecellm.infer.base import Request
-from ecellm.tasks.base import Invalid, Task
+from ecellm.tasks.base import InputField, Invalid, Task
 from ecellm.tasks.shopbench import scoring
 from ecellm.tasks.shopbench.metrics import cut
 
@@ -96,6 +96,7 @@ def shop_task(
     description: str,
     request: Callable[..., Any] = request,
     constraint: Callable[[Any], Any] | None = None,
+    example: str = "",
 ) -> Task:
     """A ShopBench task type as a registry :class:`Task`.
 
@@ -104,7 +105,8 @@ def shop_task(
     invalid); ``gold_text(truth)`` writes the truth as a perfect answer (training targets,
     perfect-prediction checks); ``request`` builds the backend request (by default
     :func:`request`); ``constraint`` gives a
-    sample's constraint spec (:mod:`ecellm.tasks.constraints`) for constrained decoding.
+    sample's constraint spec (:mod:`ecellm.tasks.constraints`) for constrained decoding;
+    ``example`` is a question of this type (the plain input is the whole question).
     """
 
     def parser(text: str, sample: Any, lenient: bool) -> Any:
@@ -130,6 +132,12 @@ def shop_task(
         scorer=scoring.score_group,
         aggregate=scoring.summarize,
         modes=("official", "strict"),
+        inputs=(
+            InputField(
+                "question", str, "the whole question, its options and answer format included", example
+            ),
+        ),
+        compose=lambda fields: {"instruction": fields["question"], "input": ""},
         extra={
             "task_type": task_type,
             "metrics": metrics,

@@ -30,4 +30,8 @@ TASK = shop_task(
     unusable=lambda answer: not answer,
     gold_text=gold_text,
     description="free text; the record's metric decides the score",
+    example=(
+        "Write a one-sentence product title for a 1 litre vacuum-insulated stainless "
+        "steel flask that keeps drinks hot for 12 hours.\nOutput: "
+    ),
 )

@@ -64,4 +64,8 @@ TASK = shop_task(
     request=request,
     constraint=constraint,
     description="one option number; choice scoring over the listed numbers",
+    example=(
+        "Which product category usually lists a 'screen size' attribute?\n0. monitor\n1. "
+        "sock\n2. spoon\n3. candle\nAnswer: "
+    ),
 )

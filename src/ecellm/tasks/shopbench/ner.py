@@ -42,4 +42,8 @@ TASK = shop_task(
     unusable=lambda answer: not answer,
     gold_text=gold_text,
     description="entities joined by commas or a list literal; free generation",
+    example=(
+        "Extract the brand names mentioned in this query, separated by commas: 'nike "
+        "running shoes vs adidas ultraboost'\nOutput: "
+    ),
 )

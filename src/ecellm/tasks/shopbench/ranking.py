@@ -44,4 +44,10 @@ TASK = shop_task(
     gold_text=gold_text,
     constraint=constraint,
     description="item numbers best first; constrained to a permutation of the listed items",
+    example=(
+        "Rank these products by how well they match the query 'stainless steel water "
+        "bottle'. Output the item numbers best first, separated by commas.\n1. plastic "
+        "sports bottle\n2. insulated stainless steel bottle, 750 ml\n3. glass carafe\n4. "
+        "steel travel mug\nOutput: "
+    ),
 )

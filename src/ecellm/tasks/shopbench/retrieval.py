@@ -55,4 +55,10 @@ TASK = shop_task(
     gold_text=lambda truth: ",".join(str(t) for t in truth),
     constraint=constraint,
     description="item numbers joined by commas; constrained to the asked number of listed items",
+    example=(
+        "A customer bought a backpack and praises its size. Select 3 of these review "
+        "snippets the customer is most likely to write. Output three numbers separated "
+        "by commas.\n1. roomy\n2. cheap\n3. fragile\n4. spacious\n5. loud\n6. holds a "
+        "lot\nOutput: "
+    ),
 )
