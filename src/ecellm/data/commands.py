@@ -21,9 +21,22 @@ def build_cmd(
         None, "--tasks", help="Task subset, repeatable or comma-separated."
     ),
     seed: int | None = typer.Option(None, "--seed", help="Override the config seed."),
+    family: str = typer.Option(
+        "ecinstruct", "--family", help="ecinstruct, or shopping (ShopBench-format records; docs/shopping.md)."
+    ),
 ) -> None:
     """Build ECInstruct from raw sources: JSONL, parquet, HF DatasetDict, manifest, quality report."""
     from ecellm.data.pipeline import build_dataset
+
+    if family == "shopping":
+        from ecellm.data.shopping import build_shopping
+
+        if tasks:
+            raise typer.BadParameter("--tasks applies to ECInstruct; configure shopping families in --config")
+        build_shopping(raw_dir, out, config=config, seed=seed, log=log.info)
+        return
+    if family != "ecinstruct":
+        raise typer.BadParameter(f"unknown family {family!r} (ecinstruct or shopping)", param_hint="--family")
 
     names = [t.strip() for item in tasks or [] for t in item.split(",") if t.strip()] or None
     manifest = build_dataset(raw_dir, out, config=config, tasks=names, seed=seed, log=log.info)

@@ -240,6 +240,22 @@ def _from_build(p: Path, sel: _Selector) -> list[Sample]:
     return out
 
 
+def _split_files(p: Path) -> list[Path]:
+    """``{train,val,test}.jsonl`` of a family build folder (the shopping build) in a format a
+    family reader claims."""
+    files = [p / f"{s}.jsonl" for s in ("train", "val", "test")]
+    return [f for f in files if f.exists() and format_reader(f) is not None]
+
+
+def _from_split_files(p: Path, sel: _Selector) -> list[Sample]:
+    out: list[Sample] = []
+    for f in _split_files(p):
+        if sel.splits and f.stem not in sel.splits:
+            continue
+        out += _convert(format_reader(f).read_rows(f), sel)
+    return out
+
+
 def _from_hub(name: str, sel: _Selector) -> list[Sample]:
     import datasets
 
@@ -296,6 +312,8 @@ def load_samples(
     elif p.is_dir():
         if (p / "manifest.json").exists() and (p / "jsonl").is_dir():
             samples = _from_build(p, sel)
+        elif (p / "manifest.json").exists() and _split_files(p):
+            samples = _from_split_files(p, sel)
         elif (p / "dataset_dict.json").exists() or (p / "state.json").exists():
             import datasets
 

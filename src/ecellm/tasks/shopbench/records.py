@@ -30,6 +30,9 @@ from ecellm.tasks.shopbench import metrics as M
 
 log = logging.getLogger(__name__)
 UNNAMED = "unnamed"
+# A file named train/val/test.jsonl (a built shopping split) gives its rows that split; any
+# other file is test data, as the benchmark's files are.
+SPLIT_OF_STEM = {"train": "train", "val": "val", "validation": "val", "test": "test"}
 _RANK_RE = re.compile(r"\b(re-?)?rank(ing|ed)?\b", re.I)
 _RETRIEVE_RE = re.compile(r"\b(select|choose|pick|retrieve)\b.*\b(\d+|three|two|one)\b", re.I | re.S)
 _INDEX_RE = re.compile(r"\b(indices|index|numbers)\b", re.I)
@@ -98,7 +101,9 @@ def _task_types() -> dict[str, Any]:
     return {m.TASK.extra["task_type"]: m.TASK for m in (multiple_choice, retrieval, ranking, ner, generation)}
 
 
-def _row(obj: Any, index: int, file: str, loc: str, types: dict[str, Any]) -> dict[str, Any]:
+def _row(
+    obj: Any, index: int, file: str, loc: str, types: dict[str, Any], split: str = "test"
+) -> dict[str, Any]:
     def bad(message: str, field: str | None = None) -> InputError:
         return InputError(message, file=file, record=loc, field=field)
 
@@ -148,7 +153,7 @@ def _row(obj: Any, index: int, file: str, loc: str, types: dict[str, Any]) -> di
         "id": str(rid) if rid is not None else f"shopbench-{index:06d}",
         "task": task.abbr,
         "setting": obj.get("task_name") or UNNAMED,
-        "split": "test",
+        "split": split,
         "instruction": prompt,
         "input": "",
         "options": [],
@@ -161,7 +166,8 @@ def read_rows(path: str | Path) -> list[tuple[dict[str, Any], str, str]]:
     """``(row, file, record locator)`` for every record, validated; see the module docstring."""
     p = Path(path)
     types = _task_types()
-    rows = [(_row(obj, i, str(p), loc, types), str(p), loc) for i, (loc, obj) in enumerate(_raw(p))]
+    split = SPLIT_OF_STEM.get(p.stem, "test")
+    rows = [(_row(obj, i, str(p), loc, types, split), str(p), loc) for i, (loc, obj) in enumerate(_raw(p))]
     type_of = {t.abbr: name for name, t in types.items()}
     inferred = Counter(type_of[r["task"]] for r, _, _ in rows if r["meta"]["task_type_inferred"])
     if inferred:
