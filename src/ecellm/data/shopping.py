@@ -83,8 +83,11 @@ def family_configs(cfg: dict[str, Any]) -> dict[str, tuple[Any, dict[str, Any]]]
     out = {}
     for name, module_name in FAMILY_BUILDERS.items():
         module = importlib.import_module(module_name)
-        section = {"tasks": families, "_source": file}
-        checked = task_config(name, module.DEFAULTS, section)
+        try:
+            checked = task_config(name, module.DEFAULTS, {"tasks": families, "_source": file})
+        except InputError as exc:  # the shared checker says tasks.<name>; here it is families.<name>
+            where = (exc.field or "").replace("tasks.", "families.", 1)
+            raise InputError(exc.detail, file=exc.file, record=exc.record, field=where) from None
         out[name] = (module, {**checked, "fractions": cfg.get("fractions") or DEFAULTS["fractions"]})
     return out
 
