@@ -3,7 +3,7 @@
 Reference procedure (as the eCeLLM inference script does it): a transformers
 ``pipeline("text-generation")`` in batches of 2, sampling with temperature 0.15 / top_p 0.95 and
 no seed, 100 new tokens for every task, alpaca template, answer = text after ``### Response:``.
-ecellm: :class:`ecellm.infer.hf.HFBackend` with its defaults (batch 8, length-sorted, greedy,
+ecellm: :class:`ecellm.infer.backends.hf.HFBackend` with its defaults (batch 8, length-sorted, greedy,
 per-task budgets, choice scoring for closed answer sets, jump-forward constrained decoding for
 QPR/AVE, shared-prefix KV cache, short-query attention and an in-place KV cache for decode steps;
 ``--dtype``/``--autocast``/``--no-share-prefix`` change those).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ecellm.data.loaders import load_samples
 from ecellm.data.schema import Sample
-from ecellm.infer.hf import HFBackend, set_threads
+from ecellm.infer.backends.hf import HFBackend, set_threads
 from ecellm.infer.predict import make_requests
 from ecellm.models.loading import load_model_and_tokenizer
 from ecellm.prompts import extract_response, render_prompt

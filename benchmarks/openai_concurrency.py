@@ -19,8 +19,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
+from ecellm.infer.backends.openai import OpenAIBackend
 from ecellm.infer.base import Request
-from ecellm.infer.openai_backend import OpenAIBackend
 
 
 def start_server(latency: float) -> ThreadingHTTPServer:

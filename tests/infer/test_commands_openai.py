@@ -69,5 +69,5 @@ def test_openai_options_are_refused_for_other_backends(tmp_path: Path) -> None:
     args = ["predict", "--data", str(FIXTURE), "--out", str(out), "--concurrency", "2", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2
-    assert "--concurrency: only for --backend openai" in result.output
+    assert "--concurrency: not an option of --backend hf" in result.output
     assert not out.exists()

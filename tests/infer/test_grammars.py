@@ -158,8 +158,8 @@ def test_ranking_count_distinct_listed_numbers() -> None:
     for prefix in ("", "1", "1,", "15,1", "15,14,1"):
         state = feed(g, g.start(), prefix)
         assert accepts(g, prefix + g.finish(state)), prefix
+    from ecellm.infer.backends.vllm import constraint_spec
     from ecellm.infer.base import Request
-    from ecellm.infer.vllm_backend import constraint_spec
 
     req = Request("r", "p", mode="constrained", constraint=Ranking(("1", "15"), count=2))
     regex = re.compile(constraint_spec(req)["regex"])

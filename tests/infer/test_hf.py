@@ -6,8 +6,8 @@ import pytest
 from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
+from ecellm.infer.backends.hf import HFBackend, generate_texts
 from ecellm.infer.base import Request
-from ecellm.infer.hf import HFBackend, generate_texts
 from ecellm.infer.predict import make_requests
 from ecellm.tasks import get_task
 

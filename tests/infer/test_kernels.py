@@ -218,7 +218,7 @@ def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch
 
     import ecellm.models.packed as packed
     from ecellm.data.loaders import load_samples
-    from ecellm.infer.hf import HFBackend
+    from ecellm.infer.backends.hf import HFBackend
     from ecellm.infer.predict import make_requests
 
     monkeypatch.setenv("ECELLM_THREADS", "1")

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from ecellm.errors import InputError
+from ecellm.infer.backends.openai import OpenAIBackend, OpenAIError, RateLimiter, retry_after_seconds
 from ecellm.infer.base import Request
-from ecellm.infer.openai_backend import OpenAIBackend, OpenAIError, RateLimiter, retry_after_seconds
 from ecellm.serve.app import create_app
 from ecellm.serve.run import BackgroundServer
 

@@ -10,9 +10,10 @@ import sys
 import pytest
 
 from ecellm.errors import InputError
+from ecellm.infer.backends import MissingDependency
+from ecellm.infer.backends.llamacpp import LlamaCppBackend
+from ecellm.infer.backends.vllm import VLLMBackend, constraint_spec
 from ecellm.infer.base import Request
-from ecellm.infer.llamacpp import LlamaCppBackend, MissingDependency
-from ecellm.infer.vllm_backend import VLLMBackend, constraint_spec
 from ecellm.tasks.constraints import AttributeValues, NumberList, Ranking
 
 HAS_LLAMA = importlib.util.find_spec("llama_cpp") is not None
@@ -21,7 +22,7 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
 def test_modules_import_without_the_engines():
     code = (
-        "import sys, ecellm.infer.llamacpp, ecellm.infer.vllm_backend; "
+        "import sys, ecellm.infer.backends.llamacpp, ecellm.infer.backends.vllm; "
         "print('llama_cpp' in sys.modules, 'vllm' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -92,7 +93,7 @@ def test_llamacpp_constrained_mode_sends_the_specs_gbnf_grammar(tmp_path, monkey
             return ("compiled", text)
 
     fake = types.SimpleNamespace(Llama=Llama, LlamaGrammar=LlamaGrammar)
-    monkeypatch.setattr("ecellm.infer.llamacpp._import_llama", lambda: fake)
+    monkeypatch.setattr("ecellm.infer.backends.llamacpp._import_llama", lambda: fake)
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     backend = LlamaCppBackend(str(model))

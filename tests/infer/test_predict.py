@@ -65,7 +65,7 @@ def test_cli_error_is_one_line_without_output(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_every_id_once(tmp_path: Path, smollm2) -> None:
-    from ecellm.infer.hf import HFBackend
+    from ecellm.infer.backends.hf import HFBackend
 
     samples = [s for s in load_samples(FIXTURE) if s.task != "AG"]
     data = tmp_path / "data.jsonl"
@@ -119,10 +119,10 @@ def test_kill_9_then_resume_gives_every_id_once(tmp_path: Path, smollm2) -> None
 @pytest.mark.slow
 def test_python_api_predict_in_sample_order(smollm2, monkeypatch: pytest.MonkeyPatch) -> None:
     from ecellm.infer.api import Model
-    from ecellm.infer.backends import get_backend
+    from ecellm.infer.backends import open_backend
 
     monkeypatch.setenv("ECELLM_THREADS", "1")
-    model = Model(backend=get_backend("hf", loaded=smollm2), spec="smollm2-135m")
+    model = Model(backend=open_backend("hf", smollm2), spec="smollm2-135m")
     samples = [s for s in load_samples(FIXTURE) if s.task in ("SA", "PRP", "QPR")]
     recs = model.predict(samples)
     assert [r["id"] for r in recs] == [s.id for s in samples]

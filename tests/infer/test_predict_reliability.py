@@ -195,7 +195,7 @@ def test_api_refusal_is_one_line_and_leaves_nothing(monkeypatch, capsys, tmp_pat
 
 
 def test_missing_optional_engine_is_exit_code_3(monkeypatch, capsys, tmp_path) -> None:
-    pytest.importorskip("ecellm.infer.vllm_backend")
+    pytest.importorskip("ecellm.infer.backends.vllm")
     if __import__("importlib").util.find_spec("vllm") is not None:
         pytest.skip("vLLM is installed")
     code, err = _cli(

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import FIXTURES
 
 from ecellm.data.loaders import load_samples
-from ecellm.infer.hf import HFBackend
+from ecellm.infer.backends.hf import HFBackend
 from ecellm.infer.predict import make_requests
 from ecellm.infer.prefix import plan_groups
 

@@ -76,7 +76,7 @@ def test_prompt_is_the_shared_renderer(samples) -> None:
 
 
 def test_cut_at_stop_keeps_the_first_answer() -> None:
-    from ecellm.infer.hf import cut_at_stop
+    from ecellm.infer.backends.hf import cut_at_stop
     from ecellm.prompts import extract_response
 
     raw = " yes\n\n### Response:\nno"

@@ -205,8 +205,8 @@ def test_flan_t5_ave_targets_have_no_braces_and_predictions_get_them_back():
 
 
 def test_hf_backend_restores_braces_of_a_braceless_answer():
+    from ecellm.infer.backends.hf import HFBackend
     from ecellm.infer.base import Request
-    from ecellm.infer.hf import HFBackend
 
     class Tok:
         eos_token_id = 1

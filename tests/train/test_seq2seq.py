@@ -286,7 +286,7 @@ def test_greedy_generate_equals_model_generate(tiny_t5: Path) -> None:
 
     import ecellm
     from ecellm.data.loaders import load_samples
-    from ecellm.infer.hf import _until_eos
+    from ecellm.infer.backends.hf import _until_eos
     from ecellm.infer.predict import make_requests
 
     model = ecellm.load_model(str(tiny_t5), dtype="float32", autocast="off", batch_size=4)

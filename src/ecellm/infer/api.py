@@ -85,18 +85,11 @@ class Model:
         )
 
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 100) -> list[str]:
-        """Plain greedy completions of raw prompts (hf backend)."""
-        from ecellm.infer.hf import HFBackend, generate_texts
-
-        if not isinstance(self.backend, HFBackend):
-            raise TypeError("generate() needs the hf backend")
-        return generate_texts(
-            self.backend.loaded,
-            prompts,
-            max_new_tokens=max_new_tokens,
-            batch_size=self.backend.batch_size,
-            autocast=self.backend.autocast,
-        )
+        """Plain greedy completions of raw prompts, for backends that offer raw generation
+        (``generate`` method; the hf backend does)."""
+        if not callable(getattr(self.backend, "generate", None)):
+            raise TypeError(f"backend {getattr(self.backend, 'name', '?')!r} has no raw generate()")
+        return self.backend.generate(prompts, max_new_tokens=max_new_tokens)
 
 
 task_api.attach(Model)  # model.product_matching(...), ...: one method per registered task
@@ -111,25 +104,15 @@ def load_model(
     **kw: Any,
 ) -> Model:
     """Load ``spec`` (embedded name, HF id or folder, ``.gguf`` file; for API backends the
-    remote model name) behind ``backend``. ``kw`` goes to the backend (``batch_size``,
-    ``threads``, ``trust_remote_code`` for hf; ``base_url``... for openai). ``template=None``
-    uses the model's own (:func:`ecellm.infer.template.resolve_template`)."""
-    from ecellm.infer.backends import get_backend
+    remote model name) behind ``backend``. ``kw`` goes to
+    :func:`ecellm.infer.backends.open_backend` (``dtype``, ``batch_size``, ``threads``,
+    ``trust_remote_code`` for hf; ``base_url``... for openai). ``template=None`` uses the
+    model's own (:func:`ecellm.infer.template.resolve_template`)."""
+    from ecellm.infer.backends import open_backend
     from ecellm.infer.template import resolve_template
 
     choice = resolve_template(spec, adapter, template)
-    if backend == "hf":
-        engine = get_backend("hf", model=spec, adapter=adapter, **kw)
-    elif backend == "llamacpp":
-        from ecellm.models.registry import resolve_model
-
-        src = resolve_model(spec)
-        path = str(Path(src.path) / src.gguf_file) if src.gguf_file else spec
-        engine = get_backend(backend, model_path=path, **kw)
-    else:
-        if adapter:
-            kw["adapter"] = adapter
-        engine = get_backend(backend, model=spec, **kw)
+    engine = open_backend(backend, spec, adapter=adapter, **kw)
     return Model(
         backend=engine, spec=spec, adapter=adapter, template=choice.template, template_source=choice.source
     )

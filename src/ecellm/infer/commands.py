@@ -46,7 +46,9 @@ def predict_cmd(
         False, "--resume", help="Continue an interrupted run: skip ids already in --out."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Requests per batch (default: the backend's own; hf 8)."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Only the first N samples."),
     tasks: list[str] | None = typer.Option(
         None, "--tasks", help="Task subset (repeatable or comma-separated)."
@@ -56,8 +58,8 @@ def predict_cmd(
     dtype: str = typer.Option(
         "auto",
         "--dtype",
-        help="hf: auto (fp32 weights, bf16 autocast on CPUs with native bf16), float32 (fp32 throughout), "
-        "bfloat16 (bf16 weights).",
+        help="auto: the backend's default (hf: fp32 weights, bf16 autocast on CPUs with native bf16); "
+        "float32 (hf: fp32 throughout), bfloat16, float16. Backends with fixed weights refuse it.",
     ),
     base_url: str | None = typer.Option(
         None, "--base-url", help="openai: the API's base URL (default $OPENAI_BASE_URL, else OpenAI's)."
@@ -76,21 +78,23 @@ def predict_cmd(
 ) -> None:
     """Predict every sample; one JSONL record per sample plus <out>.manifest.json."""
     from ecellm.data.loaders import load_samples
+    from ecellm.infer.backends import capabilities
     from ecellm.infer.predict import check_out_path, predict, validate_options
 
     validate_options(mode=mode, template=template, backend=backend, dtype=dtype, decoding=decoding)
     check_out_path(out)
-    api = {
+    options = {
         "base_url": base_url,
         "api_key_env": api_key_env,
         "concurrency": concurrency,
         "requests_per_minute": requests_per_minute,
         "max_retries": max_retries,
     }
-    api = {k: v for k, v in api.items() if v is not None}
-    if api and backend != "openai":
-        flags = ", ".join("--" + k.replace("_", "-") for k in api)
-        typer.echo(f"error: {flags}: only for --backend openai", err=True)
+    options = {k: v for k, v in options.items() if v is not None}
+    refused = [k for k in options if k not in capabilities(backend).options]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        typer.echo(f"error: {flags}: not an option of --backend {backend}", err=True)
         raise typer.Exit(2)
     samples = load_samples(data, tasks=_names(tasks), settings=_names(settings), splits=split)
     if not samples:
@@ -113,28 +117,9 @@ def predict_cmd(
         limit=limit,
         progress=not no_progress,
         source=str(data),
-        backend_kw=_backend_kw(backend, dtype, api),
+        backend_kw={"dtype": dtype, **options},
     )
     typer.echo(str(path))
-
-
-def _backend_kw(backend: str, dtype: str, api: dict[str, object]) -> dict[str, object] | None:
-    """Constructor options for the chosen backend.
-
-    hf: ``--dtype auto`` keeps fp32 weights (the backend may autocast to bf16, see
-    :class:`ecellm.infer.hf.HFBackend`); ``--dtype float32`` also turns autocast off, so it gives
-    plain fp32 everywhere; other dtypes load the weights in that dtype.
-    """
-    if backend == "hf":
-        if dtype == "auto":
-            return None
-        kw: dict[str, object] = {"dtype": dtype}
-        if dtype == "float32":
-            kw["autocast"] = "off"
-        return kw
-    if backend == "openai":
-        return dict(api) or None
-    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -294,7 +294,7 @@ def predict(
     template: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     limit: int | None = None,
     progress: bool = True,
     backend_kw: dict[str, Any] | None = None,
@@ -307,10 +307,12 @@ def predict(
     """Predict every sample into ``out`` (JSONL); returns ``out``.
 
     ``samples`` is a list of samples or a path :func:`ecellm.data.loaders.load_samples` reads.
-    ``backend`` is a registry name (see :mod:`ecellm.infer.backends`) or an already built
-    backend object (reused, e.g. by :class:`ecellm.infer.api.Model`). ``source`` names the data
-    in the manifest when ``samples`` is a list. ``template=None`` uses the model's own template
-    (see :mod:`ecellm.infer.template`; ``template_source`` says where a given one came from);
+    ``backend`` is a registry name (see :mod:`ecellm.infer.backends`; ``backend_kw`` are its
+    options, ``dtype`` included) or an already opened backend object (reused, e.g. by
+    :class:`ecellm.infer.api.Model`); ``batch_size`` None is the backend's default.
+    ``source`` names the data in the manifest when ``samples`` is a list. ``template=None``
+    uses the model's own template (see :mod:`ecellm.infer.template`; ``template_source``
+    says where a given one came from);
     ``decoding`` is a preset of :mod:`ecellm.infer.decoding` (``greedy`` or ``reference``).
     ``calibrate`` corrects choice scores by their scores on a content-free input
     (:mod:`ecellm.infer.calibration`; recorded as ``config.calibrate`` when on).
@@ -319,8 +321,12 @@ def predict(
     from ecellm.infer.template import resolve_template
 
     kw = dict(backend_kw or {})
-    dtype = str(kw.get("dtype", "auto"))
+    dtype = str(kw.pop("dtype", "auto"))
     validate_options(mode=mode, template=template, backend=backend, dtype=dtype, decoding=decoding)
+    if isinstance(backend, str):
+        from ecellm.infer.backends import capabilities, check_options
+
+        check_options(backend, kw)
     preset = presets.get_preset(decoding)
     try:
         mode = presets.check_mode(preset, mode)
@@ -329,11 +335,8 @@ def predict(
     if template_source is None:
         choice = resolve_template(model, adapter, template)
         template, template_source = choice.template, choice.source
-    if preset.temperature > 0 and isinstance(backend, str):
-        from ecellm.infer.backends import backend_class
-
-        if not getattr(backend_class(backend), "supports_sampling", False):
-            raise InputError(f"decoding {decoding!r} samples; backend {backend!r} cannot", field="decoding")
+    if preset.temperature > 0 and isinstance(backend, str) and not capabilities(backend).supports_sampling:
+        raise InputError(f"decoding {decoding!r} samples; backend {backend!r} cannot", field="decoding")
     out = Path(out)
     check_out_path(out)
     source = source or (str(samples) if isinstance(samples, str | os.PathLike) else "<samples>")
@@ -371,11 +374,9 @@ def predict(
     done = output.done
     todo = [s for s in samples if s.id not in done]
     if isinstance(backend, str):
-        from ecellm.infer.api import load_model
+        from ecellm.infer.backends import open_backend
 
-        if backend == "hf":
-            kw.setdefault("batch_size", batch_size)
-        engine = load_model(model, adapter=adapter, backend=backend, **kw).backend
+        engine = open_backend(backend, model, adapter=adapter, dtype=dtype, batch_size=batch_size, **kw)
     else:
         engine = backend
     if preset.temperature > 0 and not getattr(engine, "supports_sampling", False):

@@ -1,7 +1,7 @@
 """An OpenAI-compatible HTTP API over an ecellm model (``ecellm serve``).
 
 Why a server at all: the paper's API baselines (GPT-4, Gemini, Claude) run through
-:class:`ecellm.infer.openai_backend.OpenAIBackend`; serving our own tuned models behind the
+:class:`ecellm.infer.backends.openai.OpenAIBackend`; serving our own tuned models behind the
 same protocol lets one client, one prompt format and one scorer cover both, and lets other
 tools (lm-eval-harness, chat UIs) talk to an ecellm model without code.
 

@@ -23,18 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.errors import InputError
+from ecellm.infer.backends import MissingDependency, refuse
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.structured import to_gbnf
 
 INSTALL_HINT = "pip install 'ecellm[llamacpp]'  (or: pip install llama-cpp-python)"
-
-
-class MissingDependency(InputError, ImportError):
-    """An optional engine is not installed; the message says which extra to install.
-
-    It is an :class:`InputError` so the CLI prints one line and exits non-zero, and an
-    :class:`ImportError` so library callers can catch it as the missing import it is.
-    """
 
 
 def _import_llama() -> Any:
@@ -83,6 +76,32 @@ class LlamaCppBackend:
             logits_all=True,
             verbose=verbose,
         )
+
+    @classmethod
+    def open(
+        cls,
+        model: str | None,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        **kw: Any,
+    ) -> LlamaCppBackend:
+        """Open a ``.gguf`` file, or the GGUF of an embedded model name (e.g. ``gemma3-270m``).
+        A GGUF's weights and precision are fixed, so ``adapter`` and ``dtype`` are refused;
+        requests run one at a time, so ``batch_size`` (a hint) is ignored."""
+        for setting, value, default in (
+            ("adapter", adapter, None),
+            ("dtype", dtype, "auto"),
+        ):
+            if value != default:
+                raise refuse(cls.name, setting, value)
+        if model is None:
+            raise InputError("the llamacpp backend needs a .gguf file or a GGUF model name", field="model")
+        from ecellm.models.registry import resolve_model
+
+        src = resolve_model(str(model))
+        return cls(str(Path(src.path) / src.gguf_file) if src.gguf_file else str(model), **kw)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -3,7 +3,7 @@
 vLLM batches all requests with paged attention, so a 7B model scores the ~15k ECInstruct test
 prompts in minutes instead of hours. It cannot run on the CPU-only machines ecellm is tested
 on, so this module stays small, imports vLLM only when the backend is built, and raises
-:class:`~ecellm.infer.llamacpp.MissingDependency` with the install command when it is absent.
+:class:`~ecellm.infer.backends.MissingDependency` with the install command when it is absent.
 
 Modes: ``generate`` (temperature 0, ``max_tokens``, ``stop``); ``choice`` by prompt
 log-likelihood (``prompt_logprobs``) of prompt + choice; ``constrained`` through vLLM's
@@ -19,8 +19,9 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ecellm.errors import InputError
+from ecellm.infer.backends import MissingDependency
 from ecellm.infer.base import Completion, Request
-from ecellm.infer.llamacpp import MissingDependency
 from ecellm.infer.structured import vllm_structured
 
 INSTALL_HINT = "pip install 'ecellm[vllm]'  (needs a CUDA GPU)"
@@ -81,6 +82,24 @@ class VLLMBackend:
             from vllm.lora.request import LoRARequest
 
             self._lora = LoRARequest("ecellm-adapter", 1, adapter)
+
+    @classmethod
+    def open(
+        cls,
+        model: str | None,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        **kw: Any,
+    ) -> VLLMBackend:
+        """Open ``model`` (an HF id or folder) with vLLM; ``batch_size`` None keeps vLLM's own
+        large batches (it schedules requests itself)."""
+        if model is None:
+            raise InputError("the vllm backend needs a model name or folder", field="model")
+        if batch_size is not None:
+            kw["batch_size"] = batch_size
+        return cls(str(model), adapter=adapter, dtype=dtype, **kw)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ecellm.errors import EnvironmentProblem, InputError
+from ecellm.infer.backends import refuse
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.structured import to_gbnf, to_regex
 from ecellm.serve.security import is_loopback
@@ -196,6 +197,29 @@ class OpenAIBackend:
         """HTTP attempts and retries so far (for the manifest and for tests)."""
         with self._stats_lock:
             return dict(self._stats)
+
+    @classmethod
+    def open(
+        cls,
+        model: str | None,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        **kw: Any,
+    ) -> OpenAIBackend:
+        """Talk to the server's ``model``. The server owns weights and precision, so ``adapter``
+        and ``dtype`` are refused; parallelism is ``concurrency``, so ``batch_size`` (a hint)
+        is ignored."""
+        for setting, value, default in (
+            ("adapter", adapter, None),
+            ("dtype", dtype, "auto"),
+        ):
+            if value != default:
+                raise refuse(cls.name, setting, value)
+        if not model:
+            raise InputError("the openai backend needs the server's model name", field="model")
+        return cls(str(model), **kw)
 
     def describe(self) -> dict[str, Any]:
         """Settings for the run manifest; names the key's variable, never its value."""

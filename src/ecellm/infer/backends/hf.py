@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
+from ecellm.errors import InputError
 from ecellm.infer.attention import short_query_attention
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.prefix import PrefixCache, SharedPrefix
@@ -147,6 +148,46 @@ class HFBackend:
         self.autocast_dtype = _autocast_dtype(autocast, self.model)
         self.prefix_stats: dict[str, int] = {}
         self._packed: dict[int, Any] = {}  # packed weights kept across runs (see packed_linears)
+
+    @classmethod
+    def open(
+        cls,
+        model: str | LoadedModel | None,
+        *,
+        adapter: str | None = None,
+        dtype: str = "auto",
+        batch_size: int | None = None,
+        trust_remote_code: bool = False,
+        device: str | None = None,
+        **kw: Any,
+    ) -> HFBackend:
+        """Load ``model`` (any :func:`~ecellm.models.registry.resolve_model` spec, or an already
+        loaded :class:`LoadedModel`) and wrap it. ``dtype="float32"`` also turns autocast off,
+        so it means fp32 throughout; ``auto`` keeps fp32 weights with bf16 autocast on CPUs
+        with native bf16; other dtypes load the weights in that dtype."""
+        if isinstance(model, LoadedModel):
+            if adapter or dtype != "auto" or trust_remote_code or device:
+                raise InputError("a loaded model takes no adapter, dtype, device or trust_remote_code")
+            loaded = model
+        else:
+            from ecellm.models.loading import load_model_and_tokenizer
+
+            loaded = load_model_and_tokenizer(
+                model, adapter=adapter, dtype=dtype, device=device, trust_remote_code=trust_remote_code
+            )
+        if dtype == "float32":
+            kw.setdefault("autocast", "off")
+        return cls(loaded, batch_size=batch_size or 8, **kw)
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 100) -> list[str]:
+        """Plain greedy completions of raw prompts, in input order."""
+        return generate_texts(
+            self.loaded,
+            prompts,
+            max_new_tokens=max_new_tokens,
+            batch_size=self.batch_size,
+            autocast=self.autocast,
+        )
 
     def rows_per_batch(self, mode: str) -> int:
         """Rows per batch: ``batch_size`` for choice scoring (one prompt pass, compute-bound),
