@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,6 +43,15 @@ def test_openai_backend_opens_by_name() -> None:
     backend = open_backend("openai", "m", base_url="http://127.0.0.1:9", concurrency=2, batch_size=8)
     assert (backend.name, backend.concurrency) == ("openai", 2)
     assert backend.supported_modes == {"generate"}
+
+
+def test_modules_import_without_the_engines():
+    code = (
+        "import sys, ecellm.infer.backends.llamacpp, ecellm.infer.backends.vllm; "
+        "print('llama_cpp' in sys.modules, 'vllm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def _names_compared(tree: ast.AST) -> list[tuple[int, str]]:

@@ -133,9 +133,9 @@ def test_invalid_fields_name_the_field(task, fields, field):
 
 @pytest.fixture(scope="module")
 def model(smollm2):
-    from ecellm.infer.backends import get_backend
+    from ecellm.infer.backends import open_backend
 
-    return Model(backend=get_backend("hf", loaded=smollm2, autocast="off"), spec="smollm2-135m")
+    return Model(backend=open_backend("hf", smollm2, autocast="off"), spec="smollm2-135m")
 
 
 def test_run_and_named_methods_answer_as_predict_does(model):
