@@ -5,28 +5,36 @@ Why a server at all: the paper's API baselines (GPT-4, Gemini, Claude) run throu
 same protocol lets one client, one prompt format and one scorer cover both, and lets other
 tools (lm-eval-harness, chat UIs) talk to an ecellm model without code.
 
-Endpoints: ``GET /health``, ``GET /v1/models``, ``POST /v1/completions`` (prompt string or
-list, ``max_tokens``, ``temperature``, ``stop``, ``logprobs`` and ``echo`` for scoring) and
-``POST /v1/chat/completions`` (messages rendered with the tokenizer's chat template). Every
-error, including an unexpected one (500) and an unknown route (404), is JSON in OpenAI's shape
-``{"error": {"message", "type", "param", "code"}}``: a client parsing errors never meets
-plain text.
+Endpoints: ``GET /health``, ``GET /metrics`` (Prometheus text), ``GET /v1/models``,
+``POST /v1/completions`` (prompt string or list, ``max_tokens``, ``temperature``, ``stop``,
+``stream``, ``logprobs`` and ``echo`` for scoring), ``POST /v1/chat/completions`` (messages
+rendered in the model's template; ``stream``) and, where :mod:`ecellm.serve.tasks_router` is
+installed, the typed task endpoints. Generation runs on the ``hf`` inference backend with
+concurrent requests sharing batches (:mod:`ecellm.serve.batching`).
+
+Every error, including an unexpected one (500), an unknown route (404), an invalid body (422)
+and an oversized one (413), is JSON in OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}``: a client parsing errors never meets plain text.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import time
-import uuid
 from typing import Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecellm.models.loading import LoadedModel
-from ecellm.serve.engine import Engine, Generation
-from ecellm.serve.schemas import ChatRequest, CompletionRequest
+from ecellm.serve.batching import Batcher
+from ecellm.serve.engine import Engine
+from ecellm.serve.metrics import Metrics
+from ecellm.serve.middleware import BodyLimit, RecordMetrics
+from ecellm.serve.openai_routes import build_router
 from ecellm.serve.security import resolve_token, token_matches
 
 # HTTP status -> OpenAI error type and code
@@ -58,12 +66,6 @@ def _error(
     )
 
 
-def _usage(gens: list[Generation]) -> dict[str, int]:
-    prompt = sum(g.prompt_tokens for g in gens)
-    completion = sum(g.completion_tokens for g in gens)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
 def create_app(
     model_spec: str = "smollm2-135m",
     *,
@@ -73,30 +75,49 @@ def create_app(
     served_name: str | None = None,
     max_tokens_limit: int = 2048,
     max_prompts: int = 64,
-    max_batch: int = 8,
+    max_batch: int = 64,
+    batch_size: int = 8,
+    batching: bool = True,
+    window_ms: float = 5.0,
+    max_body_bytes: int = 1_000_000,
+    threads: int | None = None,
     trust_remote_code: bool = False,
     template: str | None = None,
 ) -> FastAPI:
     """Build the app. Pass ``loaded`` to serve a model already in memory (tests, notebooks).
 
-    ``token`` (or ``$ECELLM_SERVER_TOKEN``) turns on bearer authentication for ``/v1``;
-    ``/health`` stays open so load balancers can probe it. Requests naming another model than
-    ``served_name`` (default: the model spec) get 404, as from OpenAI, instead of an answer
-    from the wrong model. ``template=None`` serves chat in the model's own template (see
+    ``token`` (or ``$ECELLM_SERVER_TOKEN``) turns on bearer authentication for ``/v1`` and
+    ``/metrics``; ``/health`` stays open so load balancers can probe it. Requests naming another
+    model than ``served_name`` (default: the model spec) get 404, as from OpenAI, instead of an
+    answer from the wrong model. ``template=None`` serves chat in the model's own template (see
     :func:`serving_template`).
+
+    Generation runs on the ``hf`` backend (``batch_size`` as in ``ecellm predict``) behind a
+    :class:`~ecellm.serve.batching.Batcher` gathering up to ``max_batch`` prompts of concurrent
+    requests per model call after a ``window_ms`` wait; ``batching=False`` serves one request
+    per model call. Bodies over ``max_body_bytes`` get 413.
     """
+    from ecellm.infer.hf import HFBackend
+
     if loaded is None:
         from ecellm.models.loading import load_model_and_tokenizer
 
         loaded = load_model_and_tokenizer(model_spec, adapter=adapter, trust_remote_code=trust_remote_code)
     choice = serving_template(loaded, template)
-    engine = Engine(loaded, max_batch=max_batch, template=choice.template)
+    engine = Engine(loaded, template=choice.template)
+    metrics = Metrics()
+    backend = HFBackend(loaded, batch_size=batch_size, threads=threads)
+    batcher = Batcher(
+        backend, enabled=batching, max_rows=max_batch, window_s=window_ms / 1000, metrics=metrics
+    )
     name = served_name or model_spec
     secret = resolve_token(token)
     created = int(time.time())
 
     app = FastAPI(title="ecellm", description="OpenAI-compatible API over an ecellm model")
     app.state.engine = engine
+    app.state.batcher = batcher
+    app.state.metrics = metrics
     app.state.served_name = name
     app.state.template = choice
     about = {"template": choice.template, "template_source": choice.source}
@@ -104,6 +125,8 @@ def create_app(
     def authorize(request: Request) -> None:
         if secret and not token_matches(request.headers.get("authorization"), secret):
             raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    app.state.authorize = authorize  # for routers mounted by other modules
 
     def check_model(requested: str | None) -> None:
         if requested is not None and requested != name:
@@ -134,11 +157,15 @@ def create_app(
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
         msg = str(first.get("msg")).removeprefix("Value error, ")
-        return _error(400, f"{param}: {msg}" if param else msg, "invalid_request_error", param)
+        return _error(422, f"{param}: {msg}" if param else msg, "invalid_request_error", param)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, **about}
+        return {"status": "ok", "model": name, "batching": batcher.enabled, **about}
+
+    @app.get("/metrics", dependencies=[Depends(authorize)])
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def models() -> dict[str, Any]:
@@ -147,75 +174,36 @@ def create_app(
             "data": [{"id": name, "object": "model", "created": created, "owned_by": "ecellm", **about}],
         }
 
-    @app.post("/v1/completions", dependencies=[Depends(authorize)])
-    def completions(body: CompletionRequest) -> dict[str, Any]:
-        check_model(body.model)
-        prompts = body.prompts()
-        check_budget(body.max_tokens, len(prompts))
-        try:
-            gens = engine.generate(
-                prompts,
-                max_tokens=body.max_tokens,
-                stop=body.stop_list(),
-                temperature=body.temperature,
-                top_p=body.top_p,
-                seed=body.seed,
-            )
-            choices = []
-            for i, (prompt, gen) in enumerate(zip(prompts, gens, strict=True)):
-                logprobs = None
-                if body.logprobs is not None:
-                    scores = engine.score(prompt + gen.text, top_k=body.logprobs)
-                    logprobs = (scores if body.echo else scores.after(len(prompt))).as_dict()
-                text = prompt + gen.text if body.echo else gen.text
-                choices.append(
-                    {"index": i, "text": text, "logprobs": logprobs, "finish_reason": gen.finish_reason}
-                )
-        except ValueError as exc:  # context overflow, unsupported scoring
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": name,
-            "choices": choices,
-            "usage": _usage(gens),
-        }
-
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorize)])
-    def chat(body: ChatRequest) -> dict[str, Any]:
-        check_model(body.model)
-        max_tokens = body.token_budget(default=min(512, max_tokens_limit))
-        check_budget(max_tokens, 1)
-        try:
-            prompt = engine.chat_prompt([{"role": m.role, "content": m.text()} for m in body.messages])
-            (gen,) = engine.generate(
-                [prompt],
-                max_tokens=max_tokens,
-                stop=body.stop_list() or engine.chat_stop(),
-                temperature=body.temperature,
-                top_p=body.top_p,
-                seed=body.seed,
-                add_special_tokens=engine.template != "chat",
-            )
-        except ValueError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from exc
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": name,
-            "usage": _usage([gen]),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": gen.text},
-                    "finish_reason": gen.finish_reason,
-                }
-            ],
-        }
-
+    app.include_router(
+        build_router(
+            engine=engine,
+            batcher=batcher,
+            metrics=metrics,
+            name=name,
+            check_model=check_model,
+            check_budget=check_budget,
+            chat_default_tokens=min(512, max_tokens_limit),
+        ),
+        dependencies=[Depends(authorize)],
+    )
+    mount_task_routes(app, authorize)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RecordMetrics, metrics=metrics)  # outermost: counts 413s too
     return app
+
+
+def mount_task_routes(app: FastAPI, authorize: Any) -> bool:
+    """Mount the typed task endpoints (``/v1/tasks/{task}``) when their module is present.
+
+    Hook for :mod:`ecellm.serve.tasks_router`: it exposes ``router`` (a FastAPI ``APIRouter``)
+    whose handlers reach the shared batcher as ``request.app.state.batcher`` and the prompt
+    side as ``request.app.state.engine``; it is mounted behind the same token check.
+    """
+    if importlib.util.find_spec("ecellm.serve.tasks_router") is None:
+        return False
+    module = importlib.import_module("ecellm.serve.tasks_router")
+    app.include_router(module.router, dependencies=[Depends(authorize)])
+    return True
 
 
 def serving_template(loaded: LoadedModel, explicit: str | None = None) -> Any:

@@ -1,11 +1,11 @@
 """Request bodies of the OpenAI-compatible endpoints, validated by pydantic.
 
 Unknown fields (``presence_penalty``, ``user``, ...) are ignored so stock clients work, but
-fields that would change the result and that the server cannot honour (``n > 1``,
-``stream``) are rejected rather than silently dropped. ``temperature`` defaults to 0 (greedy),
+fields that would change the result and that the server cannot honour (``n > 1``, chat
+``logprobs``) are rejected rather than silently dropped. ``temperature`` defaults to 0 (greedy),
 not OpenAI's 1, because ecellm's runs are deterministic by default.
 
-Bounds keep one request from blocking the others (the model runs one request at a time):
+Bounds keep one request from slowing the batches it shares with others:
 at most ``MAX_STOP`` stop strings (OpenAI's limit) of at most ``MAX_STOP_CHARS`` characters
 each (the stop-string matcher's set-up grows with both). Every text must be valid Unicode (a
 lone surrogate, which JSON's ``\\ud800`` escape can carry, cannot be tokenized) and prompts
@@ -47,6 +47,7 @@ class _Base(BaseModel):
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
 
     @field_validator("stop")
     @classmethod
@@ -57,13 +58,6 @@ class _Base(BaseModel):
         if any(len(s) > MAX_STOP_CHARS for s in stops):
             raise ValueError(f"a stop sequence may have at most {MAX_STOP_CHARS} characters")
         return _check_texts(value, "stop")
-
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, value: bool) -> bool:
-        if value:
-            raise ValueError("streaming is not supported")
-        return value
 
     def stop_list(self) -> list[str]:
         if self.stop is None:

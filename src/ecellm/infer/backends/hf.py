@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
@@ -147,6 +147,10 @@ class HFBackend:
         self.autocast = autocast
         self.autocast_dtype = _autocast_dtype(autocast, self.model)
         self.prefix_stats: dict[str, int] = {}
+        # Called from the decoding thread after every free-generation step with the request ids of
+        # the batch's rows and each row's new token id (a server streams replies from it); rows
+        # that already ended keep receiving pad ids. None: no per-step calls.
+        self.step_listener: Callable[[list[str], list[int]], None] | None = None
         self._packed: dict[int, Any] = {}  # packed weights kept across runs (see packed_linears)
 
     @classmethod
@@ -341,7 +345,14 @@ class HFBackend:
         return processors, criteria, proc, config
 
     def _greedy(
-        self, input_ids: Any, mask: Any, config: Any, processors: Any, criteria: Any, cache: Any = None
+        self,
+        input_ids: Any,
+        mask: Any,
+        config: Any,
+        processors: Any,
+        criteria: Any,
+        cache: Any = None,
+        rows: list[str] | None = None,
     ) -> Any:
         """``model.generate`` under the backend's numeric context.
 
@@ -353,7 +364,9 @@ class HFBackend:
 
         # a cache that grows in place instead of being concatenated at every step; an
         # encoder-decoder keeps generate()'s own two-part cache
-        extra = {} if self.is_seq2seq else {"cache": decode_cache(self.model, cache)}
+        extra: dict[str, Any] = {} if self.is_seq2seq else {"cache": decode_cache(self.model, cache)}
+        if self.step_listener is not None and rows is not None:
+            extra["streamer"] = _StepStreamer(self.step_listener, rows)
         with torch.no_grad(), self._compute():
             return self.model.generate(
                 input_ids=input_ids,
@@ -436,7 +449,8 @@ class HFBackend:
             with torch.no_grad(), self._compute():
                 new = decode(self.model, input_ids, mask, cache, proc, config.max_new_tokens, pad)
         else:
-            seqs = self._greedy(input_ids, mask, config, processors, criteria, cache=cache)
+            rows = [r.id for r in batch]
+            seqs = self._greedy(input_ids, mask, config, processors, criteria, cache=cache, rows=rows)
             new = seqs[:, width:].tolist()
         return self._completions(batch, ids, new, proc, constrained=constrained)
 
@@ -514,8 +528,26 @@ class HFBackend:
         processors, criteria, proc, config = self._decoding(
             batch, 1, constrained, decoder_start_token_id=self._decoder_start_id()
         )
-        seqs = self._greedy(input_ids, mask, config, processors, criteria)
+        rows = None if constrained else [r.id for r in batch]
+        seqs = self._greedy(input_ids, mask, config, processors, criteria, rows=rows)
         return self._completions(batch, ids, seqs[:, 1:].tolist(), proc, constrained=constrained)
+
+
+class _StepStreamer:
+    """transformers' streamer protocol, relaying each decoding step's new tokens by row; the
+    first ``put`` carries the prompt (or the decoder's start ids) and is skipped."""
+
+    def __init__(self, listener: Callable[[list[str], list[int]], None], rows: list[str]) -> None:
+        self.listener, self.rows, self.started = listener, rows, False
+
+    def put(self, value: Any) -> None:
+        if not self.started:
+            self.started = True
+            return
+        self.listener(self.rows, [int(t) for t in value.reshape(-1).tolist()])
+
+    def end(self) -> None:
+        pass
 
 
 def _choice_texts(batch: list[Request]) -> list[list[str]]:
