@@ -147,11 +147,11 @@ def test_models_health_and_request_errors(server):
     assert [m["id"] for m in models["data"]] == ["smol"]
     url = f"{server.base_url}/completions"
     cases = [
-        ({"prompt": "x", "n": 2}, 400),
-        ({"prompt": "x", "stream": True}, 400),
+        ({"prompt": "x", "n": 2}, 422),
+        ({"prompt": "x", "stream": True, "logprobs": 1}, 400),
         ({"prompt": "x", "max_tokens": 100000}, 400),
         ({"prompt": []}, 400),
-        ({"max_tokens": 3}, 400),
+        ({"max_tokens": 3}, 422),
         ({"prompt": "x", "model": "gpt-4"}, 404),
     ]
     for body, status in cases:
@@ -209,7 +209,7 @@ def test_stop_is_bounded_and_bad_text_is_a_json_400(server):
         else:
             r = post(url, json=body)
         assert time.monotonic() - start < 5
-        assert r.status_code == 400, (body, r.text)
+        assert r.status_code == 422, (body, r.text)
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
         assert err["param"] == param and words in err["message"], err
@@ -218,7 +218,7 @@ def test_stop_is_bounded_and_bad_text_is_a_json_400(server):
         content=b'{"messages": [{"role": "user", "content": "hi \\ud800"}]}',
         headers={"Content-Type": "application/json"},
     )
-    assert chat.status_code == 400 and "lone surrogate" in chat.json()["error"]["message"]
+    assert chat.status_code == 422 and "lone surrogate" in chat.json()["error"]["message"]
     ok = post(url, json={"prompt": PROMPT, "max_tokens": 2, "stop": ["a", "b", "c", "d"]})
     assert ok.status_code == 200
 
@@ -226,7 +226,7 @@ def test_stop_is_bounded_and_bad_text_is_a_json_400(server):
 def test_every_error_is_json_in_openai_shape(server, smollm2, monkeypatch):
     for r, status, code in [
         (get(f"{server.base_url}/nowhere"), 404, None),
-        (post(f"{server.base_url}/completions", content=b"{not json"), 400, None),
+        (post(f"{server.base_url}/completions", content=b"{not json"), 422, None),
         (get(f"{server.base_url}/completions"), 405, "method_not_allowed"),
         (
             post(f"{server.base_url}/completions", json={"prompt": "x", "model": "other"}),
@@ -244,7 +244,49 @@ def test_every_error_is_json_in_openai_shape(server, smollm2, monkeypatch):
         raise RuntimeError("boom")
 
     app = create_app(loaded=smollm2, served_name="smol")
-    monkeypatch.setattr(app.state.engine, "generate", broken)
+    monkeypatch.setattr(app.state.batcher.backend, "run", broken)
     with BackgroundServer(app) as srv:
         r = post(f"{srv.base_url}/completions", json={"prompt": "x", "max_tokens": 1})
     assert r.status_code == 500 and r.json()["error"]["type"] == "server_error" and "boom" not in r.text
+
+
+def test_oversized_bodies_get_413_json_declared_or_chunked(smollm2, monkeypatch):
+    monkeypatch.delenv("ECELLM_SERVER_TOKEN", raising=False)
+    with BackgroundServer(create_app(loaded=smollm2, max_body_bytes=2000)) as srv:
+        url = f"{srv.base_url}/completions"
+        big = post(url, json={"prompt": "word " * 1000, "max_tokens": 1})
+
+        def chunks():  # no Content-Length: the limit must hold while reading
+            for _ in range(10):
+                yield b" " * 500
+
+        chunked = post(url, content=chunks(), headers={"Content-Type": "application/json"})
+        for r in (big, chunked):
+            assert r.status_code == 413 and r.headers["content-type"] == "application/json", r.text
+            err = r.json()["error"]
+            assert err["code"] == "request_too_large" and "2000 bytes" in err["message"]
+        small = post(url, json={"prompt": "Hi", "max_tokens": 1})
+        assert small.status_code == 200, small.text
+        metrics = get(f"http://127.0.0.1:{srv.port}/metrics").text
+    assert 'ecellm_errors_total{route="unmatched",status="413"} 2' in metrics
+    assert 'ecellm_requests_total{route="/v1/completions",status="200"} 1' in metrics
+
+
+def test_metrics_need_the_token_and_count_requests(smollm2):
+    with BackgroundServer(create_app(loaded=smollm2, token="s3cret")) as srv:
+        url = f"http://127.0.0.1:{srv.port}/metrics"
+        assert get(url).status_code == 401
+        assert get(url, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        r = get(url, headers={"Authorization": "Bearer s3cret"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    text = r.text
+    # the two refused scrapes are counted, by route template and status
+    assert 'ecellm_errors_total{route="/metrics",status="401"} 2' in text
+    for family, kind in [
+        ("ecellm_requests_total", "counter"),
+        ("ecellm_request_seconds", "histogram"),
+        ("ecellm_batch_rows", "histogram"),
+        ("ecellm_tokens_total", "counter"),
+    ]:
+        assert f"# TYPE {family} {kind}" in text
+    assert 'ecellm_request_seconds_bucket{route="/metrics",le="+Inf"} 2' in text
