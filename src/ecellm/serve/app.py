@@ -97,7 +97,7 @@ def create_app(
     requests per model call after a ``window_ms`` wait; ``batching=False`` serves one request
     per model call. Bodies over ``max_body_bytes`` get 413.
     """
-    from ecellm.infer.hf import HFBackend
+    from ecellm.infer.backends import open_backend
 
     if loaded is None:
         from ecellm.models.loading import load_model_and_tokenizer
@@ -106,7 +106,7 @@ def create_app(
     choice = serving_template(loaded, template)
     engine = Engine(loaded, template=choice.template)
     metrics = Metrics()
-    backend = HFBackend(loaded, batch_size=batch_size, threads=threads)
+    backend = open_backend("hf", loaded, batch_size=batch_size, threads=threads)
     batcher = Batcher(
         backend, enabled=batching, max_rows=max_batch, window_s=window_ms / 1000, metrics=metrics
     )

@@ -86,3 +86,27 @@ def test_choice_and_constrained_outputs_always_parse(smollm2) -> None:
             assert c.completion_tokens <= next(r for r in reqs if r.id == s.id).max_new_tokens
         else:
             assert c.mode == "choice" and c.text in task.choices(s)
+
+
+def test_step_listener_sees_every_generated_token_by_row(smollm2) -> None:
+    """The server streams from ``step_listener``: per row, the tokens it relays are the reply's."""
+    backend = HFBackend(smollm2, batch_size=8, autocast="off")
+    reqs = [
+        Request(id="a", prompt="The capital of France is", max_new_tokens=5),
+        Request(id="b", prompt="Customer review: great shoes, but too small. Sentiment:", max_new_tokens=5),
+    ]
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    def listen(rows: list[str], tokens: list[int]) -> None:
+        assert len(rows) == len(tokens)
+        for rid, t in zip(rows, tokens, strict=True):
+            seen[rid].append(t)
+
+    backend.step_listener = listen
+    got = {c.id: c for c in backend.run(reqs)}
+    tok = smollm2.tokenizer
+    for rid, c in got.items():
+        until_eos = seen[rid][: c.completion_tokens]
+        assert tok.decode(until_eos, skip_special_tokens=True) == c.raw
+    backend.step_listener = None
+    assert {c.id: c.raw for c in backend.run(reqs)} == {k: c.raw for k, c in got.items()}
