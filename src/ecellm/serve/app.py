@@ -187,6 +187,9 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     mount_task_routes(app, authorize)
+    from ecellm.serve.page import page_router
+
+    app.include_router(page_router())  # the try-it page at / and /try (no token: it holds no secret)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(RecordMetrics, metrics=metrics)  # outermost: counts 413s too
     return app
