@@ -24,6 +24,9 @@ def build_cmd(
     family: str = typer.Option(
         "ecinstruct", "--family", help="ecinstruct, or shopping (ShopBench-format records; docs/shopping.md)."
     ),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Build profile layered under --config: 'reference' (the eCeLLM rules)."
+    ),
 ) -> None:
     """Build ECInstruct from raw sources: JSONL, parquet, HF DatasetDict, manifest, quality report."""
     from ecellm.data.pipeline import build_dataset
@@ -31,6 +34,8 @@ def build_cmd(
     if family == "shopping":
         from ecellm.data.shopping import build_shopping
 
+        if profile:
+            raise typer.BadParameter("--profile applies to ECInstruct builds", param_hint="--profile")
         if tasks:
             raise typer.BadParameter("--tasks applies to ECInstruct; configure shopping families in --config")
         build_shopping(raw_dir, out, config=config, seed=seed, log=log.info)
@@ -39,7 +44,9 @@ def build_cmd(
         raise typer.BadParameter(f"unknown family {family!r} (ecinstruct or shopping)", param_hint="--family")
 
     names = [t.strip() for item in tasks or [] for t in item.split(",") if t.strip()] or None
-    manifest = build_dataset(raw_dir, out, config=config, tasks=names, seed=seed, log=log.info)
+    manifest = build_dataset(
+        raw_dir, out, config=config, tasks=names, seed=seed, log=log.info, profile=profile
+    )
     for abbr, why in manifest.get("skipped", {}).items():
         log.warning("%s skipped: %s", abbr, why)
 

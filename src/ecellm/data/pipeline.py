@@ -60,10 +60,25 @@ def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(config: str | os.PathLike[str] | dict[str, Any] | None = None) -> dict[str, Any]:
-    """The default ECInstruct-lite config, overridden key by key by ``config`` (YAML path or dict)."""
+def profiles() -> list[str]:
+    """Names of the build profiles shipped in ``ecellm/resources/profiles`` (``reference``)."""
+    folder = resources.files("ecellm").joinpath("resources", "profiles")
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(
+    config: str | os.PathLike[str] | dict[str, Any] | None = None, *, profile: str | None = None
+) -> dict[str, Any]:
+    """The default ECInstruct-lite config, then the named build ``profile`` (a YAML layer of
+    builder options, e.g. ``reference``), then ``config`` (YAML path or dict), key by key."""
     text = resources.files("ecellm").joinpath("resources", DEFAULT_CONFIG).read_text(encoding="utf-8")
     base = yaml.safe_load(text)
+    if profile is not None:
+        if profile not in profiles():
+            raise InputError(f"unknown build profile {profile!r} (known: {', '.join(profiles())})",
+                             field="--profile")
+        layer = resources.files("ecellm").joinpath("resources", "profiles", f"{profile}.yaml")
+        base = deep_merge(base, yaml.safe_load(layer.read_text(encoding="utf-8")))
     if config is None:
         return base
     if isinstance(config, dict):
@@ -266,10 +281,12 @@ def build_dataset(
     tasks: Iterable[str] | None = None,
     seed: int | None = None,
     log: Callable[[str], None] | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Build ECInstruct from ``raw_dir`` into ``out_dir`` and return the manifest.
 
-    ``config``: YAML path or dict overriding the default ECInstruct-lite config; ``tasks``: a
+    ``config``: YAML path or dict overriding the default ECInstruct-lite config (after the build
+    ``profile``, e.g. ``"reference"``, when one is named); ``tasks``: a
     subset of abbreviations/names (default all ten); ``seed`` overrides the config seed. Tasks
     whose builder module is missing are skipped and listed under ``skipped`` in the manifest.
     """
@@ -277,7 +294,7 @@ def build_dataset(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     if not raw_dir.is_dir():
         raise InputError("raw data folder not found", file=str(raw_dir))
-    cfg = load_config(config)
+    cfg = load_config(config, profile=profile)
     cfg_seed = check_config(cfg)
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputError(f"seed must be an integer, got {seed!r}", field="seed")

@@ -9,11 +9,14 @@ Sources, each used when present under ``raw_dir``:
   (seeded choice) plus up to ``doc_size - 1`` other candidates of the question, shuffled; the
   answer written from that candidate is the output.
 - **AmazonQA**: descriptive, answerable questions; document = review snippets, output = the most
-  up-voted answer.
+  up-voted answer. ``min_answer_votes: 1`` is the reference's rule: a question whose answers have
+  no up-vote is dropped (the lite default keeps the first answer then).
 
 Domains as in AP: categories of PQA products are inferred (title when ePQA has one, otherwise
 the question and evidence text), products in ``ood_categories`` form the OOD test set and the rest
 is split by product, so no ASIN crosses splits even when it appears in both PQA files.
+``ind_categories`` restricts IND as in AP (the reference: Electronics + Home_and_Kitchen, OOD
+Cell_Phones_and_Accessories).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 from ecellm.data.builders.ap import (
     EPQA,
+    OUT_OF_DOMAIN,
     amazonqa_draft,
     cap_groups,
     domain_of,
@@ -40,14 +44,17 @@ from ecellm.errors import InputError
 DEFAULTS: dict[str, Any] = {
     "sources": ["hetpqa", "epqa", "amazonqa"],
     "ood_categories": ["Electronics"],
+    "ind_categories": None,  # None: every category not in ood_categories; a list: only those
     "fractions": [0.8, 0.1, 0.1],
     "doc_size": 5,
     "max_snippet_words": 120,
     "min_answer_words": 2,
+    "min_answer_votes": 0,  # AmazonQA: up-votes the chosen answer needs (the reference: 1)
     "sizes": {"train": 2000, "val": 200, "test": 500},
     "ood_sizes": {"test": 500},
 }
 
+BELOW_VOTES = "amazonqa answers below min_answer_votes up-votes"
 HETPQA = (Path("pqa/hetPQA/answer_generation/train.csv"), Path("pqa/hetPQA/answer_generation/dev.csv"))
 
 
@@ -163,20 +170,33 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
     groups: dict[tuple[str, str], list[Draft]] = defaultdict(list)
     for asin, _, d in items:
         d.meta["category"] = cats[asin]
-        groups[where[asin]].append(d)
+        if asin in where:
+            groups[where[asin]].append(d)
+        else:
+            dropped[OUT_OF_DOMAIN] = dropped.get(OUT_OF_DOMAIN, 0) + 1
     if "amazonqa" in sources:
         files = amazonqa_files(raw_dir)
         used.extend(files[s] for s in sorted(files))
         dropped["amazonqa not descriptive, unanswerable or unanswered"] = 0
+        min_votes = int(config["min_answer_votes"])
+        if min_votes:
+            dropped[BELOW_VOTES] = 0
         for item in read_amazonqa(raw_dir):
-            best = item.best_answer()
+            best = item.best_answer(min_votes)
             d = None
-            if item.question_type == "descriptive" and item.is_answerable and best:
+            wanted = item.question_type == "descriptive" and item.is_answerable
+            if wanted and best is None and item.best_answer() is not None:
+                dropped[BELOW_VOTES] += 1
+                continue
+            if wanted and best:
                 d = amazonqa_draft(item, _answer(best, config["min_answer_words"]), config)
             if d is None or not d.output:
                 dropped["amazonqa not descriptive, unanswerable or unanswered"] += 1
                 continue
             domain = domain_of(item.category, config)
+            if domain is None:
+                dropped[OUT_OF_DOMAIN] = dropped.get(OUT_OF_DOMAIN, 0) + 1
+                continue
             groups[(domain, item.split if domain == "IND" else "test")].append(d)
     if not used:
         raise InputError(

@@ -17,6 +17,9 @@ Sources (both optional, at least one must exist):
 Domains: AmazonQA has a category; PQA does not, so its category is inferred from the product
 title with :func:`ecellm.data.readers.pqa.infer_category`. Products in ``ood_categories`` form the
 OOD test set; the rest is split 80/10/10 *by product* (ASIN), so no product crosses splits.
+``ind_categories`` (default: every other category) restricts IND to the categories listed, as the
+reference does (AP: Sports_and_Outdoors + Tools_and_Home_Improvement, OOD
+Cell_Phones_and_Accessories); products of any other category are dropped and counted.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ecellm.errors import InputError
 DEFAULTS: dict[str, Any] = {
     "sources": ["epqa", "amazonqa"],  # used when present under raw_dir
     "ood_categories": ["Electronics"],
+    "ind_categories": None,  # None: every category not in ood_categories; a list: only those
     "fractions": [0.8, 0.1, 0.1],  # train/val/test share of IND products (PQA)
     "doc_size": 5,
     "negatives": True,
@@ -61,10 +65,11 @@ def qa_input(question: str, document: list[str]) -> str:
 def product_splits(
     categories: dict[str, str], config: dict[str, Any], seed: int, purpose: str
 ) -> dict[str, tuple[str, str]]:
-    """ASIN -> (domain, split): OOD-category products go to OOD test, the rest by ``fractions``."""
-    ood = {normalize_category(c) for c in config.get("ood_categories", [])}
-    out = {a: ("OOD", "test") for a, c in categories.items() if normalize_category(c) in ood}
-    ind = [a for a in categories if a not in out]
+    """ASIN -> (domain, split): OOD-category products go to OOD test, IND ones by ``fractions``;
+    products in neither domain (see :func:`domain_of`) are left out of the mapping."""
+    domains = {a: domain_of(c, config) for a, c in categories.items()}
+    out = {a: ("OOD", "test") for a, d in domains.items() if d == "OOD"}
+    ind = [a for a, d in domains.items() if d == "IND"]
     parts = split_keys(ind, config.get("fractions", [0.8, 0.1, 0.1]), rng(seed, purpose, "products"))
     for split, keys in zip(SPLIT_NAMES, parts, strict=True):
         out.update({a: ("IND", split) for a in keys})
@@ -144,9 +149,19 @@ def amazonqa_draft(item: Any, text_output: str, config: dict[str, Any]) -> Draft
     return Draft(input=qa_input(question, doc), output=text_output, meta=meta)
 
 
-def domain_of(category: str, config: dict[str, Any]) -> str:
-    ood = {normalize_category(c) for c in config.get("ood_categories", [])}
-    return "OOD" if normalize_category(category) in ood else "IND"
+OUT_OF_DOMAIN = "category in neither ind_categories nor ood_categories"
+
+
+def domain_of(category: str, config: dict[str, Any]) -> str | None:
+    """"OOD" for ``ood_categories``, "IND" for ``ind_categories`` (every other category when that
+    is None), None for a category in neither."""
+    name = normalize_category(category)
+    if name in {normalize_category(c) for c in config.get("ood_categories") or []}:
+        return "OOD"
+    ind = config.get("ind_categories")
+    if ind is not None and name not in {normalize_category(c) for c in ind}:
+        return None
+    return "IND"
 
 
 def cap_groups(
@@ -174,7 +189,10 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
         cats = {asin: d.meta["category"] for asin, d in pairs}
         where = product_splits(cats, config, seed, "AP-epqa")
         for asin, d in pairs:
-            groups[where[asin]].append(d)
+            if asin in where:
+                groups[where[asin]].append(d)
+            else:
+                dropped[OUT_OF_DOMAIN] = dropped.get(OUT_OF_DOMAIN, 0) + 1
     if "amazonqa" in sources:
         files = amazonqa_files(raw_dir)
         used.extend(files[s] for s in sorted(files))
@@ -185,6 +203,9 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> BuildResult:
                 dropped["amazonqa without snippets"] += 1
                 continue
             domain = domain_of(item.category, config)  # held-out categories: OOD test, any file
+            if domain is None:
+                dropped[OUT_OF_DOMAIN] = dropped.get(OUT_OF_DOMAIN, 0) + 1
+                continue
             groups[(domain, item.split if domain == "IND" else "test")].append(d)
     if not used:
         raise InputError(

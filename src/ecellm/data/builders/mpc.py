@@ -4,10 +4,17 @@ Train rows come from ESCI's train split; ESCI's test split is halved by query in
 (see :func:`ecellm.data.readers.esci.split_esci`). The output is the full option string of the
 ESCI label (``ecellm.tasks.mpc.OPTIONS`` through ``ESCI``). :func:`esci_splits` is shared with the
 PSI and QPR builders so the three query tasks read ESCI once per call in the same way.
+
+``english_every_field`` is the reference's language rule: every query and every title is judged
+on its own, however short, and the row is kept only when the top language is English. The lite
+default leaves language to the ``english_only`` quality step, which judges only fields of 10
+words or more, because identifiers mislabel short catalog text (the reference's rule drops real
+English queries and titles; the build's dropped counts show how many).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "locale": "us",
     "version": "small",  # ESCI's reduced version; "large" or null for every judgement
     "sizes": {"train": 2000, "val": 200, "test": 500},
+    "english_every_field": False,  # true: the reference's language check on every query and title
 }
+NOT_ENGLISH = "query or title not detected as English"
 
 OPTION_OF = {label: next(o for o in OPTIONS if o.startswith(letter + ":")) for label, letter in ESCI.items()}
 
@@ -31,13 +40,17 @@ def esci_splits(
 ) -> tuple[dict[str, list[dict]], dict[str, int]]:
     """Cleaned ESCI rows per split (train/val/test) and the count of rows dropped, by reason.
 
-    A row is dropped when its query or product title is empty after HTML/unicode cleaning, or
-    when the product is missing from the products file.
+    A row is dropped when its query or product title is empty after HTML/unicode cleaning, when
+    the product is missing from the products file, and with ``english_every_field`` when its
+    query or title is not detected as English.
     """
     from ecellm.data.quality import clean_text
 
     df = read_esci(Path(raw_dir), locale=config.get("locale", "us"), version=config.get("version"))
     dropped = {"missing or empty title": 0, "empty query": 0}
+    every_field = bool(config.get("english_every_field"))
+    if every_field:
+        dropped[NOT_ENGLISH] = 0
     out: dict[str, list[dict]] = {}
     for split, part in split_esci(df, seed).items():
         rows = []
@@ -49,9 +62,21 @@ def esci_splits(
             if not title:
                 dropped["missing or empty title"] += 1
                 continue
+            if every_field and not (is_english(query) and is_english(title)):
+                dropped[NOT_ENGLISH] += 1
+                continue
             rows.append({**row, "query": query, "product_title": title})
         out[split] = rows
     return out, dropped
+
+
+@functools.lru_cache(maxsize=65536)
+def is_english(text: str) -> bool:
+    """The reference's per-field test: the most likely language is English (no length or
+    confidence threshold). Cached: MPC, PSI and QPR judge the same queries and titles."""
+    from ecellm.data.quality import detect_language
+
+    return detect_language(text)[0] == "en"
 
 
 def esci_meta(row: dict) -> dict[str, Any]:

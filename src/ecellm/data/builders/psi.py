@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "locale": "us",
     "version": "small",
     "sizes": {"train": 2000, "val": 200, "test": 500},
+    "english_every_field": False,  # true: the reference's language check on every query and title
     "positive_ratio": None,  # None keeps ESCI's natural share of S; a float rebalances every split
     "balance_splits": ["train"],  # splits that positive_ratio applies to
 }

@@ -7,7 +7,10 @@ item with at least ``core`` interactions, repeated until stable). A user's items
 it, val the second-last, test the last. The history is a JSON list ``["1st: <item>", "2nd:
 ..."]`` of the most recent ``max_history`` items; the options are the true item and 19
 negatives, shuffled and lettered A..T; the output is the letter and ``meta["target_item"]`` the
-ASIN.
+ASIN. ``sequence_cap: 50`` with ``max_history: 50`` is the reference's rule: a user's sequence
+is first cut to its 50 earliest interactions and leave-one-out runs on those, so histories hold
+up to 49 items and a long-time user's targets are early items (the lite default keeps the whole
+sequence and shows the 20 most recent items).
 
 Item text = cleaned title + first two category levels + brand, cut to ``item_words`` words.
 Negatives are drawn by rejection sampling from the category's candidate pool, built ONCE per
@@ -37,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "n_candidates": 20,
     "item_words": 25,
     "max_history": 20,
+    "sequence_cap": 0,  # >0: cut each user's sequence to its earliest N items first (the reference: 50)
     # words of the description standing in for a title that cleans to "" (Magazine meta titles
     # are HTML fragments); 0 = such items are dropped as the strict rule says
     "title_fallback_words": 12,
@@ -108,11 +112,12 @@ def category_sequences(
 
 
 def _sample(
-    seq: list[str], pos: int, pool: list[str], texts: dict[str, str], cfg: dict, r: Any, cat: str, user: str
+    seq: list[str], pos: int, pool: list[str], texts: dict[str, str], cfg: dict, r: Any, cat: str, user: str,
+    own: set[str],
 ) -> Draft | None:
-    """The draft predicting ``seq[pos]`` from ``seq[:pos]``, or None when too few negatives exist."""
+    """The draft predicting ``seq[pos]`` from ``seq[:pos]``, or None when too few negatives exist.
+    ``own`` (every item of the user, also beyond a ``sequence_cap``) is never a negative."""
     target = seq[pos]
-    own = set(seq)
     used_texts = {normalize_key(texts[target])}
     negatives: list[str] = []
     need = int(cfg["n_candidates"]) - 1
@@ -168,12 +173,13 @@ def _domain(
         users = take(sorted(seqs), None, rng(seed, "SR", domain, cat, "users"))
         for split, back in splits.items():
             r = rng(seed, "SR", domain, cat, split)
+            cap = int(cfg.get("sequence_cap") or 0)
             for user in users:
-                seq = seqs[user]
+                seq = seqs[user][:cap] if cap else seqs[user]
                 pos = len(seq) - back
                 if pos < 1:
                     continue
-                d = _sample(seq, pos, pool, texts, cfg, r, cat, user)
+                d = _sample(seq, pos, pool, texts, cfg, r, cat, user, set(seqs[user]))
                 if d is None:
                     dropped["candidate pool too small"] += 1
                 else:

@@ -35,11 +35,12 @@ class QAItem:
     answers: tuple[tuple[str, int], ...]  # (answerText, helpful up-votes)
     is_answerable: bool
 
-    def best_answer(self) -> str | None:
-        """The most up-voted non-empty answer (ties: first in file order), or None."""
+    def best_answer(self, min_votes: int = 0) -> str | None:
+        """The most up-voted non-empty answer with at least ``min_votes`` up-votes (ties: first in
+        file order), or None."""
         best: tuple[str, int] | None = None
         for text, votes in self.answers:
-            if text.strip() and (best is None or votes > best[1]):
+            if text.strip() and votes >= min_votes and (best is None or votes > best[1]):
                 best = (text, votes)
         return best[0] if best else None
 
