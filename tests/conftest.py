@@ -66,3 +66,14 @@ def _isolated_logging():
     log._state.clear()
     log._state.update(state)
     logging.captureWarnings(False)
+
+
+RAW_REFERENCE = FIXTURES / "raw_reference"  # hand-made raw files of the reference build profile's tests
+
+
+def builder_options(abbr: str, profile: str | None = None, **over) -> dict:
+    """A builder's options as a build resolves them: lite config, then ``profile``, then ``over``."""
+    from ecellm.data.builders import load_builder
+    from ecellm.data.pipeline import load_config, task_config
+
+    return task_config(abbr, load_builder(abbr).DEFAULTS, load_config({"tasks": {abbr: over}}, profile=profile))

@@ -214,3 +214,35 @@ def test_config_errors_and_skips(raw_dir: Path, tmp_path: Path, monkeypatch) -> 
         (tmp_path / "junk" / "x.txt").write_text("keep me")
         build_dataset(raw_dir, tmp_path / "junk", config=small, tasks=["QPR"])
     assert (tmp_path / "junk" / "x.txt").read_text() == "keep me"
+
+
+REFERENCE_TASKS = ["AVE", "SA", "SR", "MPC", "PSI", "QPR", "AP", "AG"]  # those the fixture feeds
+ON_FIXTURE = {"tasks": {t: {"ind_categories": ["Ref_Cat"], "ood_categories": []} for t in ("SA", "SR")}}
+
+
+def test_reference_profile_builds_are_byte_identical(tmp_path: Path) -> None:
+    from tests.conftest import RAW_REFERENCE
+
+    first, second = tmp_path / "a", tmp_path / "b"
+    manifest = build_dataset(RAW_REFERENCE, first, config=ON_FIXTURE, tasks=REFERENCE_TASKS, profile="reference")
+    again = build_dataset(RAW_REFERENCE, second, config=ON_FIXTURE, tasks=REFERENCE_TASKS, profile="reference")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+    assert [str(f) for f in files if not filecmp.cmp(first / f, second / f, shallow=False)] == []
+    assert manifest == again and manifest["tasks"] == REFERENCE_TASKS
+    assert manifest["config"]["profile"] == "reference"  # the manifest says which rules built it
+    assert manifest["config"]["tasks"]["QPR"]["list_size"] == "random"
+    assert [str(p) for p in validate_build(first)] == []
+
+
+def test_profile_layers_between_lite_and_user_config() -> None:
+    ref = load_config(profile="reference")
+    assert ref["tasks"]["QPR"]["list_size"] == "random" and ref["tasks"]["QPR"]["sizes"]["train"] == 2000
+    user = load_config({"tasks": {"QPR": {"list_size": "all"}}}, profile="reference")
+    assert user["tasks"]["QPR"]["list_size"] == "all" and user["tasks"]["AVE"]["sample_unit"] == "attribute"
+    assert "profile" not in load_config()
+    with pytest.raises(InputError, match="unknown build profile 'paper'.*known: reference"):
+        load_config(profile="paper")
+    for abbr, options in ref["tasks"].items():  # every profile key is a real builder option
+        task_config(abbr, __import__(f"ecellm.data.builders.{abbr.lower()}", fromlist=["x"]).DEFAULTS, ref)
+        assert options
