@@ -76,4 +76,5 @@ def builder_options(abbr: str, profile: str | None = None, **over) -> dict:
     from ecellm.data.builders import load_builder
     from ecellm.data.pipeline import load_config, task_config
 
-    return task_config(abbr, load_builder(abbr).DEFAULTS, load_config({"tasks": {abbr: over}}, profile=profile))
+    config = load_config({"tasks": {abbr: over}}, profile=profile)
+    return task_config(abbr, load_builder(abbr).DEFAULTS, config)

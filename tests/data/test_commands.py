@@ -130,6 +130,9 @@ def test_build_profile_flag(tmp_path: Path) -> None:
     )
     assert res.exit_code == 0, res.output
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["config"]["profile"] == "reference" and manifest["config"]["tasks"]["QPR"]["list_size"] == "random"
-    proc = _cli("data", "build", "--raw-dir", str(RAW_REFERENCE), "--out", str(tmp_path / "o"), "--profile", "paper")
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "unknown build profile" in proc.stderr
+    assert manifest["config"]["profile"] == "reference"
+    assert manifest["config"]["tasks"]["QPR"]["list_size"] == "random"
+    proc = _cli("data", "build", "--raw-dir", str(RAW_REFERENCE), "--out", str(tmp_path / "o"),
+                "--profile", "paper")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "unknown build profile 'paper'" in proc.stderr

@@ -224,8 +224,9 @@ def test_reference_profile_builds_are_byte_identical(tmp_path: Path) -> None:
     from tests.conftest import RAW_REFERENCE
 
     first, second = tmp_path / "a", tmp_path / "b"
-    manifest = build_dataset(RAW_REFERENCE, first, config=ON_FIXTURE, tasks=REFERENCE_TASKS, profile="reference")
-    again = build_dataset(RAW_REFERENCE, second, config=ON_FIXTURE, tasks=REFERENCE_TASKS, profile="reference")
+    kw = {"config": ON_FIXTURE, "tasks": REFERENCE_TASKS, "profile": "reference"}
+    manifest = build_dataset(RAW_REFERENCE, first, **kw)
+    again = build_dataset(RAW_REFERENCE, second, **kw)
     files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
     assert [str(f) for f in files if not filecmp.cmp(first / f, second / f, shallow=False)] == []
@@ -243,6 +244,7 @@ def test_profile_layers_between_lite_and_user_config() -> None:
     assert "profile" not in load_config()
     with pytest.raises(InputError, match="unknown build profile 'paper'.*known: reference"):
         load_config(profile="paper")
-    for abbr, options in ref["tasks"].items():  # every profile key is a real builder option
-        task_config(abbr, __import__(f"ecellm.data.builders.{abbr.lower()}", fromlist=["x"]).DEFAULTS, ref)
-        assert options
+    from ecellm.data.builders import load_builder
+
+    for abbr in ref["tasks"]:  # every profile key is a real, well-typed builder option
+        task_config(abbr, load_builder(abbr).DEFAULTS, ref)

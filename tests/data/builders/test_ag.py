@@ -36,5 +36,6 @@ def test_reference_profile_uses_the_reference_categories():
 def test_best_answer_min_votes():
     from ecellm.data.readers.amazonqa import QAItem
 
-    item = QAItem("f", 1, "train", "A", "C", "q?", "descriptive", ("s",), (("zero", 0), ("two", 2), ("", 5)), True)
+    answers = (("zero", 0), ("two", 2), ("", 5))  # (text, up-votes); an empty answer never wins
+    item = QAItem("f", 1, "train", "A", "C", "q?", "descriptive", ("s",), answers, True)
     assert item.best_answer() == "two" and item.best_answer(1) == "two" and item.best_answer(3) is None

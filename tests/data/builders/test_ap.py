@@ -30,4 +30,5 @@ def test_reference_profile_uses_the_reference_categories():
 def test_ind_categories_none_keeps_every_other_category():
     assert ap.domain_of("Beauty", {"ood_categories": ["Electronics"], "ind_categories": None}) == "IND"
     assert ap.domain_of("beauty", {"ood_categories": [], "ind_categories": ["Toys"]}) is None
-    assert ap.domain_of("Cell Phones and Accessories", {"ood_categories": ["Cell_Phones_and_Accessories"]}) == "OOD"
+    phones = {"ood_categories": ["Cell_Phones_and_Accessories"]}
+    assert ap.domain_of("Cell Phones and Accessories", phones) == "OOD"

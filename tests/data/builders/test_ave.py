@@ -38,5 +38,6 @@ def test_reference_profile_one_attribute_case_kept_paragraphs_joined():
     }
     assert inputs[2]["target attributes"] == "Item Weight"
     # the output triples stay lower-cased, as the reference writes them
-    assert json.loads(rp00[1].output) == [{"attribute": "color", "value": "navy blue", "source": "product title"}]
+    color = {"attribute": "color", "value": "navy blue", "source": "product title"}
+    assert json.loads(rp00[1].output) == [color]
     assert json.loads(rp00[2].output) == [{"attribute": "item weight", "value": "None", "source": "None"}]

@@ -15,7 +15,8 @@ def _sizes(profile: str | None) -> Counter:
     res = qpr.build(RAW_REFERENCE, builder_options("QPR", profile, samples_per_query=30), 7)
     drafts = [d for group in res.drafts.values() for d in group]
     for d in drafts:  # the gold ranking still orders the listed products' labels E, S, C, I
-        assert d.output == qpr.gold_ranking(d.meta["labels"]) and len(set(d.meta["labels"])) == len(d.meta["labels"])
+        labels = d.meta["labels"]
+        assert d.output == qpr.gold_ranking(labels) and len(set(labels)) == len(labels)
     return Counter(len(d.meta["labels"]) for d in drafts)
 
 
