@@ -75,7 +75,14 @@ def render_reference(sample: Sample, template: str) -> str:
 
 
 def render_prompt(sample: Sample, template: str = "alpaca", tokenizer: Any = None) -> str:
-    """Everything the model sees before its answer."""
+    """Everything the model sees before its answer. A task family that renders its own prompts
+    (ShopBench: whole questions under a system prompt) is asked through its ``render`` hook, so
+    training and inference build the same text."""
+    from ecellm.tasks import get_task
+
+    own = get_task(sample.task).extra.get("render")
+    if own is not None:
+        return own(sample, tokenizer, template)
     if template in REFERENCE_TEMPLATES:
         return render_reference(sample, template)
     body = render_body(sample)

@@ -10,9 +10,10 @@
   options, output, task, setting, split[, few_shot_example]);
 - a ``datasets.save_to_disk`` folder, or a hub id loaded through ``datasets.load_dataset``
   (offline from the HF cache when ``HF_HUB_OFFLINE=1``);
-- a file in a task family's own format (ShopBench JSON / JSONL, hidden-test records included):
-  the family's reader, found through :func:`ecellm.tasks.registry.format_reader`, turns its
-  records into rows.
+- a file in a task family's own format (ShopBench JSON / JSONL, hidden-test records included;
+  generic instruction/output records as JSONL, JSON, parquet or CSV): the family's reader, found
+  through :func:`ecellm.tasks.registry.format_reader`, turns its records into rows; a shopping
+  build folder (``manifest.json`` + ``{train,val,test}.jsonl``) is read split file by split file.
 
 Rows without an id get a positional one, ``{ABBR}-{setting}-{split}-{index:06d}``, counted
 over the whole (task, setting, split) group *before* filtering, so an id does not depend on
@@ -327,7 +328,7 @@ def load_samples(
                 "ECInstruct/{Task}/{Setting}/{split}.json)",
                 file=str(p),
             )
-    elif p.suffix in (".json", ".jsonl") and (reader := format_reader(p)) is not None:
+    elif p.suffix in (".json", ".jsonl", ".csv", ".parquet") and (reader := format_reader(p)) is not None:
         samples = _convert(reader.read_rows(p), sel)
     elif p.suffix == ".jsonl":
         samples = _convert(((r, str(p), i) for i, r in iter_jsonl(p)), sel)
@@ -336,7 +337,10 @@ def load_samples(
     elif p.suffix == ".parquet":
         samples = _from_parquet(p, sel)
     else:
-        raise InputError("unsupported file type (use .jsonl, .json, .parquet or a folder)", file=str(p))
+        raise InputError(
+            "unsupported file type (use .jsonl, .json, .parquet, an instruction/output .csv or a folder)",
+            file=str(p),
+        )
     if qpr_labels is not None:
         attach_qpr_labels(samples, qpr_labels)
     _check_unique(samples, str(path))

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -191,6 +192,51 @@ def register(app: typer.Typer) -> None:
         result = evaluate_files(data, predictions, mode=mode, output=output, allow_partial=allow_partial)
         _print_table(result)
         if output is not None:
+            typer.echo(f"wrote {output}")
+
+    @shop.command("compare")
+    def shopbench_compare_cmd(
+        data: str = typer.Option(..., "--data", "-d", help="ShopBench records or a shopping build folder."),
+        base: Path = typer.Option(..., "--base", help="Predictions of the base model."),
+        tuned: Path = typer.Option(..., "--tuned", help="Predictions of the tuned model (same records)."),
+        split: str | None = typer.Option(None, "--split", help="Split of a build folder (e.g. test)."),
+        mode: str = typer.Option("official", "--mode", help="official or strict."),
+        bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of the paired interval."),
+        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison JSON here."),
+    ) -> None:
+        """Tuned minus base per task, per task type (family) and over the families, each with its
+        paired bootstrap interval, and both runs' unparseable answers."""
+        from ecellm.data.loaders import load_samples
+        from ecellm.evaluate.paired_records import paired_families
+        from ecellm.evaluate.predictions import load_predictions
+        from ecellm.evaluate.run import check_coverage, check_writable
+        from ecellm.io import atomic_open
+
+        _check_mode(mode)
+        if output is not None:
+            check_writable(output)
+        samples = load_samples(data, splits=split)
+        runs = {}
+        for name, path in (("base", base), ("tuned", tuned)):
+            runs[name] = load_predictions(path, samples)
+            check_coverage(samples, runs[name], str(path), allow_partial=False)
+        res = paired_families(samples, runs["base"], runs["tuned"], mode=mode, resamples=bootstrap, seed=seed)
+        pct = f"{res['level']:.0%}"
+        typer.echo(f"{'group':<44} {'base':>7} {'tuned':>7} {'delta':>7}  {pct} interval    invalid b/t")
+        for name, r in res["groups"].items():
+            typer.echo(
+                f"{name:<44} {r['base']:7.3f} {r['tuned']:7.3f} {r['delta']:+7.3f}  "
+                f"[{r['lo']:+.3f}, {r['hi']:+.3f}]  {r['invalid']['base']}/{r['invalid']['tuned']}"
+            )
+        for name, r in [*res["families"].items(), ("mean over families", res["overall"])]:
+            typer.echo(
+                f"{name:<44} {r['base']:7.3f} {r['tuned']:7.3f} {r['delta']:+7.3f}  "
+                f"[{r['lo']:+.3f}, {r['hi']:+.3f}]"
+            )
+        if output is not None:
+            with atomic_open(output) as fh:
+                json.dump(res, fh, indent=2, sort_keys=True)
             typer.echo(f"wrote {output}")
 
     app.add_typer(shop, name="shopbench")

@@ -241,6 +241,10 @@ def load_model_and_tokenizer(
     tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if adapter and not getattr(tokenizer, "chat_template", None):
+        from ecellm.train.chat_formats import adapter_chat_template
+
+        tokenizer.chat_template = adapter_chat_template(adapter)  # set by the run (config chat_template)
     if adapter:
         from peft import PeftModel
 

@@ -35,7 +35,7 @@ SHOPBENCH_MODULES: tuple[str, ...] = (
     "ecellm.tasks.shopbench.generation",
 )
 FAMILIES: dict[str, tuple[str, ...]] = {"ecinstruct": TASK_MODULES, "shopbench": SHOPBENCH_MODULES}
-FORMAT_READERS: tuple[str, ...] = ("ecellm.tasks.shopbench.records",)
+FORMAT_READERS: tuple[str, ...] = ("ecellm.tasks.shopbench.records", "ecellm.tasks.shopbench.instructions")
 
 
 def _key(name: str) -> str:

@@ -26,7 +26,7 @@ def read_train_info(folder: str | Path) -> dict[str, Any] | None:
 
 def _data_files(cfg: TrainConfig) -> list[str]:
     out = []
-    for p in (cfg.data.train, cfg.data.val):
+    for p in (cfg.data.train, cfg.data.val, *(src.path for src in cfg.data.mixture or [])):
         if not p:
             continue
         path = Path(p)
@@ -35,6 +35,12 @@ def _data_files(cfg: TrainConfig) -> list[str]:
         elif path.exists():
             out.append(p)
     return out
+
+
+def _sources(cfg: TrainConfig) -> str:
+    if cfg.data.mixture:
+        return ", ".join(f"`{src.path}` (weight {src.weight:g})" for src in cfg.data.mixture)
+    return f"`{cfg.data.train}`"
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -78,7 +84,7 @@ def model_card(
         "",
         "## Training data",
         "",
-        f"- source: `{cfg.data.train}`; tasks: {cfg.data.tasks or 'all (generalist)'}; "
+        f"- source: {_sources(cfg)}; tasks: {cfg.data.tasks or 'all (generalist)'}; "
         f"settings: {cfg.data.settings}",
         f"- samples per task: {st.get('train_tasks', {})}",
         f"- kept {tr.get('kept')} of {tr.get('samples')} training samples; "

@@ -10,7 +10,42 @@ for ChatML tokenizers (SmolLM2, Qwen) and left to Ollama's GGUF detection otherw
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ecellm.prompts import STOP_STRINGS, turn_parts
+
+# Meta's Llama-3 Instruct turn format (header tokens, <|eot_id|> after each turn), for training
+# the *base* Llama-3-8B in chat form as the follow-up system does; its tokenizer has no template.
+LLAMA3_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim"
+    " + '<|eot_id|>' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
+NAMED_TEMPLATES = {"llama-3": LLAMA3_TEMPLATE}
+
+
+def chat_template_text(value: str) -> str:
+    """A configured chat template: a name in :data:`NAMED_TEMPLATES`, a ``.jinja`` file or Jinja text."""
+    if value in NAMED_TEMPLATES:
+        return NAMED_TEMPLATES[value]
+    if value.endswith(".jinja") and Path(value).is_file():
+        return Path(value).read_text(encoding="utf-8")
+    return value
+
+
+def adapter_chat_template(adapter: str | Path) -> str | None:
+    """The chat template a training run saved beside its adapter, or None."""
+    import json
+
+    folder = Path(adapter)
+    if (folder / "chat_template.jinja").is_file():
+        return (folder / "chat_template.jinja").read_text(encoding="utf-8")
+    cfg = folder / "tokenizer_config.json"
+    if cfg.is_file():
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("chat_template")
+        return value if isinstance(value, str) else None
+    return None
 
 _CHATML_GO = (
     "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ecellm.errors import InputError
 
@@ -20,13 +20,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class MixSource(_Strict):
+    """One source of a training mixture and its weight."""
+
+    path: str = Field(description="any source `train` accepts (a build, a ShopBench or instruction file)")
+    weight: float = Field(
+        default=1.0, gt=0, description="scales the source's per-task cap and its share of max_train_samples"
+    )
+    tasks: list[str] | None = Field(
+        default=None, description="task filter for this source (default: data.tasks)"
+    )
+
+
 class DataConfig(_Strict):
     """Where samples come from and which of them train."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
                               serialize_by_alias=True)
 
-    train: str = Field(description="ecellm JSONL file, build folder, reference folder or HF dataset")
+    train: str | None = Field(
+        default=None,
+        description="ecellm JSONL file, build folder, reference folder, HF dataset, shopping build, "
+        "ShopBench file or instruction/output file (JSONL, parquet, CSV); or give `mixture`",
+    )
+    mixture: list[MixSource] | None = Field(
+        default=None, description="several sources with weights (instead of `train`)"
+    )
     val: str | None = Field(
         default=None, description="validation source; default: the 'val' split of `train`"
     )
@@ -45,6 +64,12 @@ class DataConfig(_Strict):
     task_weights: dict[str, float] | None = Field(
         default=None, description="relative share of each task in the per-task cap (e.g. {AG: 0.5})"
     )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if bool(self.train) == bool(self.mixture):
+            raise ValueError("give either data.train or data.mixture (a list of {path, weight})")
+        return self
 
 
 class LoraConfig(_Strict):
@@ -65,6 +90,11 @@ class TrainConfig(_Strict):
     model: str = "smollm2-135m"
     template: Literal["alpaca", "mistral", "chat", "alpaca-ref", "mistral-ref", "flan-t5-ref"] = "alpaca"
     trust_remote_code: bool = False
+    chat_template: str | None = Field(
+        default=None,
+        description="a chat template for a tokenizer without one: 'llama-3', a .jinja file or Jinja text; "
+        "saved with the run, and used at inference with the adapter when the base tokenizer has none",
+    )
     method: Literal["lora", "qlora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
     data: DataConfig
@@ -168,6 +198,8 @@ def _resolve_paths(cfg: TrainConfig, base: Path) -> TrainConfig:
 
     cfg.data.train = fix(cfg.data.train) or cfg.data.train
     cfg.data.val = fix(cfg.data.val)
+    for source in cfg.data.mixture or []:
+        source.path = fix(source.path) or source.path
     return cfg
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ecellm.data.schema import Sample
+from ecellm.data.schema import SETTINGS, Sample
 from ecellm.errors import InputError
 from ecellm.io import iter_jsonl
 from ecellm.prompts import render_prompt, render_target
@@ -46,13 +46,16 @@ def read_samples(
 
     The shared loader (``ecellm.data.loaders.load_samples``) is preferred so training reads
     exactly what evaluation reads; the fallback covers ecellm JSONL files and build folders.
+    ``settings`` choose among ECInstruct's instruction settings; samples of another family (a
+    ShopBench task name as their setting) are not filtered by them.
     """
     try:
         from ecellm.data.loaders import load_samples
     except ImportError:
         load_samples = None
     if load_samples is not None:
-        return list(load_samples(path, tasks=tasks, settings=settings, splits=splits))
+        got = load_samples(path, tasks=tasks, splits=splits)
+        return [s for s in got if not settings or s.setting in settings or s.setting not in SETTINGS]
     p = Path(path)
     if not p.exists():
         raise InputError("training data not found", file=path)
@@ -95,15 +98,19 @@ def select(
     limit: int | None = None,
     balance: bool = False,
 ) -> list[Sample]:
-    """A seeded, order-independent subset: sort by id, cap each task (optionally weighted), cap all."""
+    """A seeded, order-independent subset: sort by id, cap each task (optionally weighted), cap all.
+
+    ECInstruct tasks are capped per task; a family's named tasks (a ShopBench ``task_name``, kept
+    as the setting) are capped one by one, so a type with two named tasks gets both."""
     rng = random.Random(seed)
-    by_task: dict[str, list[Sample]] = defaultdict(list)
+    by_task: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.id):
-        by_task[s.task].append(s)
+        # a family task type holds several named tasks (ShopBench task_name as setting): each is capped
+        by_task[(s.task, "" if s.setting in SETTINGS else s.setting)].append(s)
     w = {get_task(k).abbr: v for k, v in (weights or {}).items()}
     chosen: list[Sample] = []
-    for task in sorted(by_task):
-        group = by_task[task]
+    for key in sorted(by_task):
+        task, group = key[0], by_task[key]
         cap = len(group) if per_task is None else max(0, round(per_task * w.get(task, 1.0)))
         spec = get_task(task)  # balance a fixed answer set only (per-sample options carry no label)
         fixed = spec.answer_kind in ("option", "letter") and bool(spec.options)
@@ -165,7 +172,9 @@ def encode(
     out = []
     for s in samples:
         stats.samples += 1
-        prompt_ids = tokenizer(render_prompt(s, template, tokenizer))["input_ids"]
+        prompt = render_prompt(s, template, tokenizer)
+        bos = getattr(tokenizer, "bos_token", None)  # a chat template may already open with BOS
+        prompt_ids = tokenizer(prompt, add_special_tokens=not (bos and prompt.startswith(bos)))["input_ids"]
         target = render_target(s, None, template)
         target_ids = tokenizer(target, add_special_tokens=False)["input_ids"] + [eos]
         stats.prompt_tokens.append(len(prompt_ids))
@@ -245,3 +254,46 @@ def make_collator(batching: str, tokenizer: Any, model: Any, seq2seq: bool) -> A
         padding=True,
         return_tensors="pt",
     )
+
+
+def read_mixture(data: Any, *, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """Training and validation samples of ``data.mixture`` (a list of ``{path, weight, tasks}``).
+
+    Each source is selected on its own, as a single ``train`` source would be, with its
+    per-task cap scaled by its weight; with ``max_train_samples`` each source gets its weight's
+    share of that total (or all it has, when fewer). Validation: ``data.val`` when given, else
+    every source's ``val`` split, seeded down to ``max_val_samples``. Ids are prefixed with the
+    source's position (``m0:``, ``m1:``) so two sources can never collide.
+    """
+    total = sum(src.weight for src in data.mixture)
+    train: list[Sample] = []
+    val: list[Sample] = []
+    for i, src in enumerate(data.mixture):
+        tasks = src.tasks if src.tasks is not None else data.tasks
+        got = read_samples(src.path, tasks=tasks, settings=data.settings, splits=["train"])
+        if not got:
+            raise InputError(
+                f"no training samples (tasks={tasks}, split=train)", file=src.path, field=f"data.mixture.{i}"
+            )
+        per_task = None if data.per_task_train is None else max(1, round(data.per_task_train * src.weight))
+        limit = None if data.max_train_samples is None else round(data.max_train_samples * src.weight / total)
+        picked = select(
+            got,
+            seed=seed,
+            per_task=per_task,
+            weights=data.task_weights,
+            limit=limit,
+            balance=data.balance_labels,
+        )
+        train.extend(_tagged(picked, i))
+        if data.use_val and not data.val:
+            held = read_samples(src.path, tasks=tasks, settings=data.settings, splits=["val"])
+            val.extend(_tagged(held, i))
+    if data.use_val and data.val:
+        val = read_samples(data.val, tasks=data.tasks, settings=data.settings, splits=None)
+    random.Random(seed).shuffle(train)
+    return train, select(val, seed=seed, limit=data.max_val_samples) if val else []
+
+
+def _tagged(samples: list[Sample], source: int) -> list[Sample]:
+    return [s.model_copy(update={"id": f"m{source}:{s.id}"}) for s in samples]

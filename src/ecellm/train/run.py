@@ -23,6 +23,7 @@ from ecellm.train.data import (
     check_cutoff,
     encode,
     make_collator,
+    read_mixture,
     read_samples,
     select,
 )
@@ -62,6 +63,10 @@ def _tokenizer_for(cfg: TrainConfig) -> tuple[Any, bool]:
         ) from exc
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
+    if cfg.chat_template and not getattr(tok, "chat_template", None):
+        from ecellm.train.chat_formats import chat_template_text
+
+        tok.chat_template = chat_template_text(cfg.chat_template)
     return tok, seq2seq
 
 
@@ -85,11 +90,7 @@ def _resume_point(cfg: TrainConfig) -> str | None:
     return cfg.resume_from
 
 
-def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepared:
-    """Load and check the config and the data; tokenize. No model weights are loaded here."""
-    cfg = load_config(config, overrides)
-    check_output_dir(cfg.output_dir, overwrite=cfg.overwrite, resume=bool(cfg.resume_from))
-    d = cfg.data
+def _single_source(d: Any, seed: int) -> tuple[list, list]:
     train = read_samples(d.train, tasks=d.tasks, settings=d.settings, splits=["train"])
     if not train:
         raise InputError(
@@ -98,14 +99,31 @@ def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepare
             field="data.train",
         )
     train = select(
-        train, seed=cfg.seed, per_task=d.per_task_train, weights=d.task_weights, limit=d.max_train_samples
+        train,
+        seed=seed,
+        per_task=d.per_task_train,
+        weights=d.task_weights,
+        limit=d.max_train_samples,
+        balance=d.balance_labels,
     )
     val: list = []
     if d.use_val:
         val = read_samples(
             d.val or d.train, tasks=d.tasks, settings=d.settings, splits=None if d.val else ["val"]
         )
-        val = select(val, seed=cfg.seed, limit=d.max_val_samples)
+        val = select(val, seed=seed, limit=d.max_val_samples)
+    return train, val
+
+
+def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepared:
+    """Load and check the config and the data; tokenize. No model weights are loaded here."""
+    cfg = load_config(config, overrides)
+    check_output_dir(cfg.output_dir, overwrite=cfg.overwrite, resume=bool(cfg.resume_from))
+    d = cfg.data
+    if d.mixture:
+        train, val = read_mixture(d, seed=cfg.seed)
+    else:
+        train, val = _single_source(d, cfg.seed)
     resume = _resume_point(cfg)
     check_tracker(cfg.report_to, file=str(config) if isinstance(config, str | os.PathLike) else "<config>")
     tok, seq2seq = _tokenizer_for(cfg)
@@ -116,7 +134,8 @@ def prepare(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Prepare
     tstats, vstats = EncodeStats(), EncodeStats()
     kw = {"template": cfg.template, "cutoff": cfg.cutoff_len, "seq2seq": seq2seq}
     train_rows = encode(train, tok, stats=tstats, **kw)
-    check_cutoff(tstats, cfg.cutoff_len, what="training", file=d.train, seq2seq=seq2seq)
+    where = d.train or ", ".join(src.path for src in d.mixture or [])
+    check_cutoff(tstats, cfg.cutoff_len, what="training", file=where, seq2seq=seq2seq)
     val_rows = encode(val, tok, stats=vstats, **kw)
     stats = {
         "train": tstats.summary(),

@@ -145,5 +145,6 @@ def shop_task(
             "unusable": unusable,
             "gold_text": gold_text,
             "description": description,
+            "render": render,  # the prompt a sample is trained on is the one it is asked with
         },
     )

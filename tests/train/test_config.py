@@ -1,0 +1,26 @@
+"""Training config: one data source or a weighted mixture, chat templates for base models."""
+
+from __future__ import annotations
+
+import pytest
+
+from ecellm.errors import InputError
+from ecellm.train.config import load_config
+
+
+def test_mixture_or_train_exactly_one(tmp_path):
+    cfg = load_config({"data": {"mixture": [{"path": "a"}, {"path": "b", "weight": 3}]}})
+    assert [(m.path, m.weight) for m in cfg.data.mixture] == [("a", 1.0), ("b", 3.0)]
+    with pytest.raises(InputError, match="data"):
+        load_config({"data": {"train": "x", "mixture": [{"path": "a"}]}})
+    with pytest.raises(InputError, match="data"):
+        load_config({"data": {}})
+    with pytest.raises(InputError, match="weight"):
+        load_config({"data": {"mixture": [{"path": "a", "weight": 0}]}})
+
+
+def test_mixture_paths_next_to_the_config_resolve(tmp_path):
+    (tmp_path / "shop.jsonl").write_text("", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text("data:\n  mixture:\n    - {path: shop.jsonl}\n", encoding="utf-8")
+    cfg = load_config(tmp_path / "c.yaml")
+    assert cfg.data.mixture[0].path == str(tmp_path / "shop.jsonl")
