@@ -133,3 +133,31 @@ def test_paper_mode_marks_a_fallback_bertscore_model(monkeypatch, capsys, tmp_pa
     stdout, result = runs["strict"]
     assert "paper_deviations" not in result["results"][0]["metrics"] and "*" not in stdout
     assert result["bertscore_fallback"]  # the model used is still named as a fallback
+
+
+def _perfect(rec: dict) -> str:
+    truth = rec["output_field"]
+    if rec["metric"] == "ndcg":
+        return ",".join(str(i + 1) for i in sorted(range(len(truth)), key=lambda i: -truth[i]))
+    return ",".join(map(str, truth)) if isinstance(truth, list) else str(truth)
+
+
+def test_shopbench_compare_prints_families_and_writes_json(tmp_path):
+    from typer.testing import CliRunner
+
+    lines = (FIXTURES / "shopbench" / "dev.jsonl").read_text(encoding="utf-8").splitlines()
+    recs = [r for r in map(json.loads, lines) if r["metric"] in ("accuracy", "hit rate@3", "ndcg", "rougel")]
+    data, base, tuned = tmp_path / "test.jsonl", tmp_path / "base.jsonl", tmp_path / "tuned.jsonl"
+    data.write_text("".join(json.dumps({"id": f"r{i}", **r}) + "\n" for i, r in enumerate(recs)))
+    base.write_text("".join(json.dumps({"id": f"r{i}", "prediction": ""}) + "\n" for i in range(len(recs))))
+    tuned.write_text(
+        "".join(json.dumps({"id": f"r{i}", "prediction": _perfect(r)}) + "\n" for i, r in enumerate(recs))
+    )
+    out = tmp_path / "cmp.json"
+    args = ["shopbench", "compare", "--data", str(data), "--base", str(base), "--tuned", str(tuned)]
+    res = CliRunner().invoke(cli.app, [*args, "--bootstrap", "100", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "mean over families" in res.output and "SB-RANK" in res.output
+    got = json.loads(out.read_text())
+    assert got["overall"]["delta"] > 0 and got["overall"]["lo"] > 0
+    assert all(g["invalid"]["tuned"] == 0 for g in got["groups"].values())
