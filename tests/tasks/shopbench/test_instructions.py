@@ -50,6 +50,10 @@ def test_ecinstruct_rows_and_shopbench_records_are_not_claimed(tmp_path):
     eci = tmp_path / "eci.jsonl"
     eci.write_text(json.dumps({"task": "SA", "instruction": "i", "output": "o"}) + "\n", encoding="utf-8")
     assert not instructions.claims(eci)
+    ref = tmp_path / "test.json"  # a reference-layout split file: instruction, input, options, output
+    row = {"instruction": "i", "input": "x", "options": [], "output": "o"}
+    ref.write_text(json.dumps([row]), encoding="utf-8")
+    assert not instructions.claims(ref)
     shop = tmp_path / "dev.jsonl"
     shop.write_text(json.dumps({"input_field": "q", "output_field": 1, "metric": "accuracy",
                                 "task_type": "multiple-choice"}) + "\n", encoding="utf-8")

@@ -56,12 +56,15 @@ def _columns(path: Path) -> list[str] | None:
 
 
 def claims(path: Path) -> bool:
-    """A file of prompt/answer records without a ``task`` column (ECInstruct rows have one)."""
+    """A file of prompt/answer records that is not ECInstruct: ECInstruct rows carry ``task`` (exports)
+    or ``options`` (the reference layout's split files), generic instruction data carries neither."""
     path = Path(path)
     if path.suffix not in SUFFIXES:
         return False
     cols = _columns(path)
-    return bool(cols) and "task" not in cols and any(a in cols and b in cols for a, b in _PAIRS)
+    if not cols or "task" in cols or "options" in cols:
+        return False
+    return any(a in cols and b in cols for a, b in _PAIRS)
 
 
 def _records(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
