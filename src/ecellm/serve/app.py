@@ -113,20 +113,15 @@ def create_app(
     name = served_name or model_spec
     secret = resolve_token(token)
     created = int(time.time())
-
-    app = FastAPI(title="ecellm", description="OpenAI-compatible API over an ecellm model")
-    app.state.engine = engine
-    app.state.batcher = batcher
-    app.state.metrics = metrics
-    app.state.served_name = name
-    app.state.template = choice
     about = {"template": choice.template, "template_source": choice.source}
 
-    def authorize(request: Request) -> None:
-        if secret and not token_matches(request.headers.get("authorization"), secret):
-            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
-
-    app.state.authorize = authorize  # for routers mounted by other modules
+    app, authorize = base_app(
+        name, secret, metrics, max_body_bytes, about={**about, "batching": batcher.enabled}
+    )
+    app.state.engine = engine
+    app.state.batcher = batcher
+    app.state.backend = backend
+    app.state.template = choice  # the task router derives its prompts' template from it
 
     def check_model(requested: str | None) -> None:
         if requested is not None and requested != name:
@@ -143,29 +138,6 @@ def create_app(
             raise HTTPException(
                 status_code=400, detail=f"send between 1 and {max_prompts} prompts per request"
             )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), code=getattr(exc, "code", None))
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: still JSON, no details
-        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
-        msg = str(first.get("msg")).removeprefix("Value error, ")
-        return _error(422, f"{param}: {msg}" if param else msg, "invalid_request_error", param)
-
-    @app.get("/health")
-    def health() -> dict[str, Any]:
-        return {"status": "ok", "model": name, "batching": batcher.enabled, **about}
-
-    @app.get("/metrics", dependencies=[Depends(authorize)])
-    def prometheus() -> PlainTextResponse:
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models", dependencies=[Depends(authorize)])
     def models() -> dict[str, Any]:
@@ -187,25 +159,69 @@ def create_app(
         dependencies=[Depends(authorize)],
     )
     mount_task_routes(app, authorize)
-    from ecellm.serve.page import page_router
-
-    app.include_router(page_router())  # the try-it page at / and /try (no token: it holds no secret)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RecordMetrics, metrics=metrics)  # outermost: counts 413s too
     return app
 
 
-def mount_task_routes(app: FastAPI, authorize: Any) -> bool:
-    """Mount the typed task endpoints (``/v1/tasks/{task}``) when their module is present.
+def base_app(
+    name: str, secret: str | None, metrics: Metrics, max_body_bytes: int, about: dict[str, Any]
+) -> tuple[FastAPI, Any]:
+    """The parts every ``ecellm serve`` front shares (the hf app and the vLLM front): JSON errors
+    in OpenAI's shape, ``/health``, ``/metrics``, the body limit and request metrics; returns the
+    app and its token check (a FastAPI dependency)."""
+    app = FastAPI(title="ecellm", description="OpenAI-compatible and task API over an ecellm model")
+    app.state.metrics = metrics
+    app.state.served_name = name
+    app.state.token = secret
 
-    Hook for :mod:`ecellm.serve.tasks_router`: it exposes ``router`` (a FastAPI ``APIRouter``)
-    whose handlers reach the shared batcher as ``request.app.state.batcher`` and the prompt
-    side as ``request.app.state.engine``; it is mounted behind the same token check.
+    def authorize(request: Request) -> None:
+        if secret and not token_matches(request.headers.get("authorization"), secret):
+            raise HTTPException(status_code=401, detail="missing or wrong bearer token")
+
+    app.state.authorize = authorize  # for routers that check the token before reading the body
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), code=getattr(exc, "code", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:  # a bug: still JSON, no details
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        param = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+        msg = str(first.get("msg")).removeprefix("Value error, ")
+        return _error(422, f"{param}: {msg}" if param else msg, "invalid_request_error", param)
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": name, **about}
+
+    @app.get("/metrics", dependencies=[Depends(authorize)])
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RecordMetrics, metrics=metrics)  # outermost: counts 413s too
+    return app, authorize
+
+
+def mount_task_routes(app: FastAPI, authorize: Any) -> bool:
+    """Mount the typed task endpoints (behind the token) and the try-it page (open: it holds no
+    secret) when their modules are installed.
+
+    Hook for :mod:`ecellm.serve.tasks_router` (its ``router``) and :mod:`ecellm.serve.page`
+    (``page_router()``). Their handlers find on ``app.state``: ``batcher`` (``await
+    batcher.run(requests)`` queues requests into the shared batches), ``backend``,
+    ``authorize`` and, where set, ``task_template``.
     """
     if importlib.util.find_spec("ecellm.serve.tasks_router") is None:
         return False
     module = importlib.import_module("ecellm.serve.tasks_router")
     app.include_router(module.router, dependencies=[Depends(authorize)])
+    if importlib.util.find_spec("ecellm.serve.page") is not None:
+        app.include_router(importlib.import_module("ecellm.serve.page").page_router())
     return True
 
 

@@ -1,4 +1,5 @@
-"""``ecellm serve``: the CLI face of :func:`ecellm.serve.run.serve`."""
+"""``ecellm serve``: the CLI face of :func:`ecellm.serve.run.serve` (``--engine hf``) and
+:func:`ecellm.serve.vllm_engine.serve_vllm` (``--engine vllm``)."""
 
 from __future__ import annotations
 
@@ -38,8 +39,50 @@ def register(app: typer.Typer) -> None:
             help="Chat prompt format; default: the model's own (training record, NingLab checkpoint, "
             "else the tokenizer's chat template).",
         ),
+        engine: str = typer.Option(
+            "hf", "--engine", help="hf: ecellm's backend in this process; vllm: vLLM's server behind ecellm."
+        ),
+        batching: str = typer.Option(
+            "on", "--batching", help="on: concurrent requests share batches; off: one request per model call."
+        ),
+        max_batch: int = typer.Option(64, "--max-batch", help="Most prompts gathered into one model call."),
+        batch_size: int = typer.Option(
+            8, "--batch-size", help="Backend batch size, as in 'ecellm predict' (x3 rows when generating)."
+        ),
+        window_ms: float = typer.Option(
+            5.0, "--window-ms", help="How long an idle server waits for more requests to batch."
+        ),
+        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Larger bodies get 413."),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
+        vllm_arg: list[str] = typer.Option(
+            [],
+            "--vllm-arg",
+            help="Extra argument for vLLM's server (repeat), e.g. --vllm-arg=--max-model-len=4096.",
+        ),
     ) -> None:
-        """Serve a model over an OpenAI-compatible HTTP API (bound to localhost by default)."""
+        """Serve a model over an OpenAI-compatible HTTP API with typed task endpoints (bound to
+        localhost by default)."""
+        from ecellm.errors import InputError
+
+        if batching not in ("on", "off"):
+            raise InputError(f"--batching must be 'on' or 'off', got {batching!r}", field="batching")
+        if engine == "vllm":
+            from ecellm.serve.vllm_engine import serve_vllm
+
+            serve_vllm(
+                model,
+                adapter=adapter,
+                host=host,
+                port=port,
+                token=token,
+                served_name=served_name,
+                template=template,
+                vllm_args=vllm_arg,
+                max_body_bytes=max_body_bytes,
+            )
+            return
+        if engine != "hf":
+            raise InputError(f"--engine must be 'hf' or 'vllm', got {engine!r}", field="engine")
         from ecellm.serve.run import serve
 
         serve(
@@ -52,4 +95,10 @@ def register(app: typer.Typer) -> None:
             max_tokens_limit=max_tokens_limit,
             trust_remote_code=trust_remote_code,
             template=template,
+            batching=batching == "on",
+            max_batch=max_batch,
+            batch_size=batch_size,
+            window_ms=window_ms,
+            max_body_bytes=max_body_bytes,
+            threads=threads,
         )
