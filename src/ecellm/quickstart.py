@@ -51,6 +51,10 @@ TRAIN_RECIPE: dict[str, Any] = {
     "batching": "grouped",
     "micro_batch_size": 4,
     "gradient_accumulation_steps": 1,
+    # each sample's answer weighs the same, whatever its length: with the per-token mean, the
+    # one-token yes/no decisions got ~4% of the gradient and the long answers of the other tasks
+    # pushed every yes/no answer to `no` (docs/training.md, "Why tuning collapsed binary tasks")
+    "loss_normalization": "per_sample",
     "precision": "bf16",
     "learning_rate": 3e-4,
     "lr_scheduler": "cosine",
@@ -64,7 +68,7 @@ TRAIN_RECIPE: dict[str, Any] = {
 TRAIN_DATA: dict[str, Any] = {
     "settings": [IND],
     "per_task_train": 48,
-    "task_weights": {"AVE": 0.25, "AG": 0.25, "SR": 0.5},
+    "task_weights": {"AVE": 0.25, "AG": 0.25, "SR": 0.5, "PM": 2.0, "PSI": 2.0, "AP": 2.0},
     "max_val_samples": 24,
     "balance_labels": True,
 }
