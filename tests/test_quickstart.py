@@ -68,3 +68,18 @@ def test_training_precision_is_fp32_without_native_bf16(monkeypatch):
     assert train_precision() == "fp32"
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
     assert train_precision() == "bf16"
+
+
+def test_demo_recipe_weighs_each_answer_equally_and_the_yes_no_tasks_most():
+    """The fix for the collapse to one label (docs/training.md): under the per-token mean the
+    one-token yes/no answers got ~4% of the gradient; the recipe must keep both parts."""
+    from ecellm.quickstart import TRAIN_DATA, TRAIN_RECIPE
+    from ecellm.tasks import get_task
+    from ecellm.train.config import load_config
+
+    cfg = load_config({**TRAIN_RECIPE, "data": {**TRAIN_DATA, "train": str(FIXTURE)}})
+    assert cfg.loss_normalization == "per_sample" and cfg.data.balance_labels
+    weights = cfg.data.task_weights
+    yes_no = [t for t in weights if get_task(t).answer_kind == "yes_no"]
+    assert sorted(yes_no) == ["AP", "PM", "PSI"]
+    assert min(weights[t] for t in yes_no) > max(w for t, w in weights.items() if t not in yes_no)
