@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from ecellm.data.builders import BUILDERS, load_builder
+from ecellm.data.builders import builder_modules, load_builder
 from ecellm.data.pipeline import build_dataset
 
 ID_KEYS = {"asin", "reviewerID", "id", "also_buy", "also_view", "similar_item"}
@@ -97,7 +97,7 @@ def replicate(raw: Path, dst: Path, k: int) -> None:
 def uncapped() -> dict[str, Any]:
     """A config with every per-split size cap of every builder lifted."""
     tasks = {}
-    for abbr in BUILDERS:
+    for abbr in builder_modules():
         defaults = load_builder(abbr).DEFAULTS
         tasks[abbr] = {
             key: dict.fromkeys(val, None)
@@ -112,7 +112,7 @@ def rows_per_second(raw: Path, cfg: dict[str, Any]) -> None:
 
     full = load_config(cfg)
     print(f"{'builder':8} {'rows':>8} {'seconds':>8} {'rows/s':>10}")
-    for abbr in BUILDERS:
+    for abbr in builder_modules():
         mod = load_builder(abbr)
         t = time.perf_counter()
         res = mod.build(raw, task_config(abbr, mod.DEFAULTS, full), 42)

@@ -131,13 +131,14 @@ def render_chat(messages: list[dict[str, str]], template: str, tokenizer: Any = 
 
 
 def render_target(sample: Sample, eos_token: str | None = None, template: str | None = None) -> str:
-    """The training target that follows the prompt: the gold output, then EOS. Under
-    ``flan-t5-ref`` an AVE target drops its braces (see :func:`ecellm.tasks.parsing.braceless`)."""
-    if template == "flan-t5-ref" and sample.task == "AVE":
-        from ecellm.tasks.parsing import braceless
+    """The training target that follows the prompt: the gold output, then EOS. A task may write
+    its answer differently under ``template`` (``Task.answer_forms``: AVE under ``flan-t5-ref``
+    drops its braces, see :func:`ecellm.tasks.parsing.braceless`)."""
+    from ecellm.tasks import get_task
 
-        return braceless(sample.output) + (eos_token or "")
-    return sample.output + (eos_token or "")
+    form = get_task(sample.task).answer_forms.get(template or "")
+    output = form.encode(sample.output) if form is not None else sample.output
+    return output + (eos_token or "")
 
 
 def extract_response(text: str, stop: tuple[str, ...] = STOP_STRINGS) -> str:

@@ -204,7 +204,9 @@ def test_config_errors_and_skips(raw_dir: Path, tmp_path: Path, monkeypatch) -> 
         load_config(bad)
     from ecellm.data import builders
 
-    monkeypatch.setitem(builders.BUILDERS, "PSI", "ecellm.data.builders.not_there")
+    known = builders.builder_modules()
+    missing = {**known, "PSI": "ecellm.data.builders.not_there"}
+    monkeypatch.setattr(builders, "builder_modules", lambda: missing)
     small = {"tasks": {"QPR": {"sizes": {"train": 20, "val": 5, "test": 5}}}}
     m = build_dataset(raw_dir, tmp_path / "out", config=small, tasks=["QPR", "PSI"], seed=3)
     assert m["tasks"] == ["QPR"] and "not available" in m["skipped"]["PSI"]

@@ -13,6 +13,9 @@ from ecellm.evaluate import paper, strict
 from ecellm.evaluate.metrics import dcg, macro_prf, max_matching
 from ecellm.tasks import Invalid, get_task
 
+GAINS = get_task("QPR").gains
+SR_LETTERS = get_task("SR").option_letters
+
 GS = 2**0.1 - 1  # gain of an S item
 GC = 2**0.01 - 1  # gain of a C item
 L3 = math.log2(3)
@@ -60,18 +63,18 @@ def test_dcg_by_hand():
     ("pred", "expected"), [("A,B", 1.0), ("B,A", 0.672), ("A", 1.0), ("B", 1.0), ("B,B", 1.0)]
 )
 def test_qpr_paper_worked_examples(pred, expected):
-    out = paper.score_qpr([pred], [["E", "S"]])
+    out = paper.score_ranking([pred], [["E", "S"]], GAINS)
     assert round(out["metrics"]["ndcg"], 3) == expected
     assert out["invalid"] == 0
 
 
 def test_qpr_paper_exact_values_and_invalid_tokens():
     ab = 1 + GS / L3
-    assert paper.score_qpr(["B,A"], [["E", "S"]])["metrics"]["ndcg"] == pytest.approx(
+    assert paper.score_ranking(["B,A"], [["E", "S"]], GAINS)["metrics"]["ndcg"] == pytest.approx(
         (GS + 1 / L3) / (ab + 1e-6)
     )
     # a space after the comma makes the token ' A' unreadable in the reference; 'X' is unknown
-    out = paper.score_qpr(["C, A,X", ""], [["C", "S", "E"], ["E", "S"]])
+    out = paper.score_ranking(["C, A,X", ""], [["C", "S", "E"], ["E", "S"]], GAINS)
     assert out["metrics"]["invalid_tokens"] == 3
     assert out["invalid"] == 2
     assert out["metrics"]["ndcg"] == pytest.approx((1 / (1 + 1e-6) + 0.0) / 2)
@@ -90,14 +93,14 @@ def test_qpr_paper_exact_values_and_invalid_tokens():
 )
 def test_qpr_strict_differs_on_partial_and_duplicated_rankings(pred, expected):
     answer = get_task("QPR").parse(pred)
-    assert strict.score_qpr([answer], [["E", "S"]])["metrics"]["ndcg"] == pytest.approx(expected)
+    assert strict.score_ranking([answer], [["E", "S"]], GAINS)["metrics"]["ndcg"] == pytest.approx(expected)
 
 
 def test_qpr_strict_invalid_gets_worst_order():
     labels = ["E", "S", "C", "I"]
     worst = dcg([0.0, 0.01, 0.1, 1.0])
     ideal = dcg([1.0, 0.1, 0.01, 0.0])
-    out = strict.score_qpr([Invalid("empty")], [labels])
+    out = strict.score_ranking([Invalid("empty")], [labels], GAINS)
     assert out["metrics"]["ndcg"] == pytest.approx(worst / ideal)
     assert worst == pytest.approx(GC / L3 + GS / 2 + 1 / math.log2(5))
     assert out["invalid"] == 1
@@ -183,13 +186,17 @@ def test_binary_one_class_left_does_not_crash():
 
 
 def test_everything_invalid_or_empty_scores_zero():
-    for scorer in (paper.score_binary, paper.score_multiclass, paper.score_sr):
+    for scorer in (
+        paper.score_binary,
+        paper.score_multiclass,
+        lambda g, p: paper.score_hit_rate(g, p, SR_LETTERS),
+    ):
         out = scorer(["yes", "A"], ["", "   "])
         assert out["invalid"] == 2
         assert all(v == 0.0 for k, v in out["metrics"].items() if isinstance(v, float))
     assert paper.score_binary([], [])["metrics"]["f1"] == 0.0
     assert strict.score_multiclass([], [])["metrics"]["macro_f1"] == 0.0
-    assert paper.score_qpr([], [])["metrics"]["ndcg"] == 0.0
+    assert paper.score_ranking([], [], GAINS)["metrics"]["ndcg"] == 0.0
     assert strict.score_ave([], [], "IND")["metrics"]["f1"] == 0.0
 
 
@@ -210,7 +217,7 @@ def test_multiclass_paper_drops_invalids_and_uses_label_union():
 
 
 def test_sr_paper_requires_exact_letter():
-    out = paper.score_sr(["C", "T", "A"], ["C", "T.", "U"])
+    out = paper.score_hit_rate(["C", "T", "A"], ["C", "T.", "U"], SR_LETTERS)
     assert out["invalid"] == 2 and out["metrics"]["hr@1"] == 1.0
-    s = strict.score_sr(["C", "T", "A"], [get_task("SR").parse(x) for x in ["C", "T.", "U"]])
+    s = strict.score_hit_rate(["C", "T", "A"], [get_task("SR").parse(x) for x in ["C", "T.", "U"]])
     assert s["invalid"] == 2 and s["metrics"]["hr@1"] == pytest.approx(1 / 3)

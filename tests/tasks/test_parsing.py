@@ -131,9 +131,10 @@ def test_no_string_crashes_the_paper_scorers(text):
     gold_ave = json.dumps([{"attribute": "a", "value": "b", "source": "c"}])
     assert paper.score_binary(["yes"], [text])["invalid"] in (0, 1)
     assert paper.score_multiclass(["A"], [text])["invalid"] in (0, 1)
-    assert paper.score_sr(["A"], [text])["invalid"] in (0, 1)
+    assert paper.score_hit_rate(["A"], [text], get_task("SR").option_letters)["invalid"] in (0, 1)
     assert paper.score_ave([gold_ave], [text], "OOD_Diverse_Instruction")["invalid"] in (0, 1)
-    assert 0.0 <= paper.score_qpr([text], [["E", "S", "C"]])["metrics"]["ndcg"] <= 1.0
+    ranked = paper.score_ranking([text], [["E", "S", "C"]], get_task("QPR").gains)
+    assert 0.0 <= ranked["metrics"]["ndcg"] <= 1.0
 
 
 @settings(max_examples=100, deadline=None)

@@ -269,17 +269,19 @@ def _from_hub(name: str, sel: _Selector) -> list[Sample]:
     return _from_datasets(ds, name, sel)
 
 
-def attach_qpr_labels(samples: list[Sample], labels_path: str | Path) -> None:
-    """Give each QPR test sample (per setting, in order) its entry of an external label.json."""
+def attach_labels(samples: list[Sample], labels_path: str | Path) -> None:
+    """Give each test sample of a task that keeps its gold labels in a separate file
+    (``Task.label_file``, the reference's QPR ``label.json``) its entry of that file, per setting
+    in order."""
     labels = read_labels(Path(labels_path))
-    groups: dict[str, list[Sample]] = {}
+    groups: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
-        if s.task == "QPR" and s.split == "test":
-            groups.setdefault(s.setting, []).append(s)
-    for setting, group in groups.items():
+        if s.split == "test" and get_task(s.task).label_file:
+            groups.setdefault((s.task, s.setting), []).append(s)
+    for (task, setting), group in groups.items():
         if len(group) != len(labels):
             raise InputError(
-                f"{len(labels)} label lists for {len(group)} QPR test samples in {setting}",
+                f"{len(labels)} label lists for {len(group)} {task} test samples in {setting}",
                 file=str(labels_path),
             )
         for s, labs in zip(group, labels, strict=True):
@@ -298,7 +300,8 @@ def load_samples(
 
     ``tasks`` accepts abbreviations, names or aliases; ``splits`` accepts ``validation`` for
     ``val``; each filter may be a list or a comma-separated string. ``qpr_labels`` attaches an
-    external ``label.json`` to the QPR test samples.
+    external label file to the test samples of the tasks that keep their labels apart
+    (``Task.label_file``: QPR's ``label.json``).
     """
     split_names = _names(splits)
     sel = _Selector(
@@ -342,7 +345,7 @@ def load_samples(
             file=str(p),
         )
     if qpr_labels is not None:
-        attach_qpr_labels(samples, qpr_labels)
+        attach_labels(samples, qpr_labels)
     _check_unique(samples, str(path))
     return samples
 

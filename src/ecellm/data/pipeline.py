@@ -25,8 +25,9 @@ from typing import Any
 import yaml
 
 from ecellm import __version__
+from ecellm.data import builders as registry
 from ecellm.data import outdir
-from ecellm.data.builders import BUILDERS, BuilderMissing, load_builder
+from ecellm.data.builders import BuilderMissing, load_builder
 from ecellm.data.builders.base import BuildResult, Draft
 from ecellm.data.schema import SETTINGS, Sample
 from ecellm.data.splits import SPLIT_NAMES, rng
@@ -123,9 +124,10 @@ def check_config(config: dict[str, Any]) -> int:
     for key in ("tasks", "quality"):
         if config.get(key) is not None and not isinstance(config[key], dict):
             raise InputError("expected a mapping", file=file, field=key)
+    known = registry.builder_modules()
     for abbr in config.get("tasks") or {}:
-        if abbr not in BUILDERS:
-            raise InputError(f"unknown task (known: {', '.join(BUILDERS)})", file=file, field=f"tasks.{abbr}")
+        if abbr not in known:
+            raise InputError(f"unknown task (known: {', '.join(known)})", file=file, field=f"tasks.{abbr}")
     return seed
 
 
@@ -299,10 +301,11 @@ def build_dataset(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputError(f"seed must be an integer, got {seed!r}", field="seed")
     seed = cfg_seed if seed is None else seed
-    wanted = list(BUILDERS) if tasks is None else [get_task(t).abbr for t in tasks]
+    known = list(registry.builder_modules())
+    wanted = known if tasks is None else [get_task(t).abbr for t in tasks]
     modules: dict[str, tuple[Any, dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
-    for abbr in BUILDERS:  # every task's config is checked before any task is built
+    for abbr in known:  # every task's config is checked before any task is built
         if abbr not in wanted:
             continue
         try:
@@ -369,7 +372,7 @@ def _build_into(
         "name": cfg.get("name", "ECInstruct-lite"),
         "seed": seed,
         "ecellm_version": __version__,
-        "tasks": sorted({s.task for s in samples}, key=list(BUILDERS).index),
+        "tasks": sorted({s.task for s in samples}, key=list(registry.builder_modules()).index),
         "skipped": skipped,
         "counts": stats.counts(samples),
         "labels": stats.label_distributions(samples),
@@ -408,7 +411,7 @@ def write_jsonl_tree(samples: list[Sample], root: Path) -> dict[str, int]:
 
 def _file_order(key: tuple[str, str, str]) -> tuple[int, int, int]:
     task, setting, split = key
-    return list(BUILDERS).index(task), SETTINGS.index(setting), SPLIT_NAMES.index(split)
+    return list(registry.builder_modules()).index(task), SETTINGS.index(setting), SPLIT_NAMES.index(split)
 
 
 def meta_json(meta: dict[str, Any]) -> str:

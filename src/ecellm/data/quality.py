@@ -134,10 +134,6 @@ DEFAULT_QUALITY: dict[str, dict[str, Any]] = {
         "min_confidence": 0.9,
         "languages": ["en"],
         "max_chars": 1000,
-        # catalog text (titles, item lists, specs) is brand names and units, not prose: on the
-        # real data every AVE/PM/PRP/SR draft langid flagged was English (e.g. "Texas Roadhouse
-        # Gift Card ..." -> Dutch 0.999), so the step judges review/question text only by default
-        "per_task": {t: {"enabled": False} for t in ("AVE", "PM", "PRP", "SR")},
     },
     "length_limits": {
         "enabled": True,
@@ -151,24 +147,13 @@ DEFAULT_QUALITY: dict[str, dict[str, Any]] = {
         "method": "exact",  # "exact" (normalized hash) or "shingles" (MinHash + Jaccard check)
         "threshold": 0.9,
         "shingle_words": 3,
-        "per_task": {"SA": {"method": "shingles"}},
     },
     "min_information": {
         "enabled": True,
         "min_alnum_chars": 2,
         # dotted paths into the JSON input that must be non-empty after cleaning; "*" = whole input
-        "required": {
-            "AVE": ["product title"],
-            "PRP": ["Product 1:", "Product 2:"],
-            "PM": ["product 1.title", "product 2.title"],
-            "SA": ["*"],
-            "SR": ["*"],
-            "MPC": ["query", "product title"],
-            "PSI": ["query", "product"],
-            "QPR": ["query", "product list"],
-            "AP": ["question", "document"],
-            "AG": ["question", "document"],
-        },
+        # (each task declares its own in ``Task.quality``)
+        "required": ["*"],
     },
 }
 
@@ -186,13 +171,24 @@ def step_config(name: str, cfg: dict[str, Any] | None, task: str) -> dict[str, A
     elif any(k in DEFAULT_QUALITY for k in user):  # whole section without this step: defaults
         user = {}
     user = dict(user)
-    # the more specific setting wins: step-level defaults < user step-level < default per-task <
-    # user per-task (a config repeating ``enabled: true`` must not re-enable a per-task opt-out)
+    # the more specific setting wins: step-level defaults < user step-level < the task's own
+    # (``Task.quality``) < user per-task (a config repeating ``enabled: true`` must not re-enable
+    # a task's opt-out)
     out = {k: v for k, v in defaults.items() if k != "per_task"}
     out.update({k: v for k, v in user.items() if k != "per_task"})
-    out.update((defaults.get("per_task") or {}).get(task, {}))
+    out.update(_task_quality(task).get(name, {}))
     out.update((user.get("per_task") or {}).get(task, {}))
     return out
+
+
+def _task_quality(abbr: str) -> dict[str, dict[str, Any]]:
+    """The quality settings a task declares (none for a name the registry does not know)."""
+    from ecellm.tasks import get_task
+
+    try:
+        return get_task(abbr).quality
+    except KeyError:
+        return {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,7 +397,9 @@ def min_information(drafts: list[Draft], task: str, cfg: dict[str, Any]) -> tupl
     c = step_config("min_information", cfg, task)
     if not c.get("enabled", True):
         return list(drafts), 0
-    paths = c["required"].get(task, ["*"])
+    paths = c["required"]
+    if isinstance(paths, dict):  # {task: [paths]} given at step level
+        paths = paths.get(task, ["*"])
     kept = []
     for d in drafts:
         parsed = _parse_input(d)

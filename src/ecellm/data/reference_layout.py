@@ -68,15 +68,15 @@ def iter_reference_files(
                 yield abbr, setting_dir.name, split, f
 
 
-def qpr_labels_for(setting_dir: Path, n: int) -> list[list[str]] | None:
-    """The label list for a QPR setting folder (own file, else IND_Diverse_Instruction's)."""
-    own = setting_dir / "label.json"
+def labels_for(setting_dir: Path, n: int, name: str) -> list[list[str]] | None:
+    """The label list ``name`` of a setting folder (own file, else IND_Diverse_Instruction's)."""
+    own = setting_dir / name
     if own.exists():
         labels = read_labels(own)
         if len(labels) != n:
             raise InputError(f"{len(labels)} label lists for {n} test samples", file=str(own))
         return labels
-    shared = setting_dir.parent / "IND_Diverse_Instruction" / "label.json"
+    shared = setting_dir.parent / "IND_Diverse_Instruction" / name
     if shared.exists():
         labels = read_labels(shared)
         return labels if len(labels) == n else None
@@ -92,7 +92,8 @@ def read_reference(
         data = read_json(f)
         if not isinstance(data, list):
             raise InputError("expected a JSON list of samples", file=str(f))
-        labels = qpr_labels_for(f.parent, len(data)) if abbr == "QPR" and split == "test" else None
+        label_file = get_task(abbr).label_file if split == "test" else None
+        labels = labels_for(f.parent, len(data), label_file) if label_file else None
         for i, rec in enumerate(data):
             if not isinstance(rec, dict):
                 raise InputError("expected a JSON object", file=str(f), record=i + 1)

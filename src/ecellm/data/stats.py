@@ -115,14 +115,24 @@ def quality_report(manifest: dict[str, Any]) -> str:
         for setting, per_split in per_setting.items():
             for split in (sp for sp in _SPLITS if sp in per_split):
                 lines.append(f"- {task} {setting} {split}: {_fmt_dist(per_split[split])}")
-    ap = manifest.get("labels", {}).get("AP")
-    if ap:
-        lines += ["", "## AP class balance", ""]
-        for setting, per_split in ap.items():
+    for task, per_setting in manifest.get("labels", {}).items():
+        if _answer_kind(task) != "yes_no":
+            continue
+        lines += ["", f"## {task} class balance", ""]
+        for setting, per_split in per_setting.items():
             for split, dist in per_split.items():
                 total = sum(dist.values()) or 1
                 lines.append(f"- {setting} {split}: yes {100 * dist.get('yes', 0) / total:.1f}% of {total}")
     return "\n".join(lines) + "\n"
+
+
+def _answer_kind(abbr: str) -> str | None:
+    from ecellm.tasks import get_task
+
+    try:
+        return get_task(abbr).answer_kind
+    except KeyError:
+        return None
 
 
 def read_build(path: str | Path) -> list[Sample]:

@@ -23,7 +23,6 @@ from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 from ecellm.io import read_json
 from ecellm.tasks import Invalid, get_task
-from ecellm.tasks.qpr import LABEL_ORDER, LETTERS
 
 
 @dataclass(frozen=True)
@@ -45,24 +44,6 @@ class Problem:
                 field=self.field,
             )
         )
-
-
-def qpr_problem(sample: Sample) -> tuple[str, str] | None:
-    """(field, message) when a QPR sample's labels and output disagree, else None."""
-    labels = sample.meta.get("labels")
-    try:
-        products = json.loads(sample.input)["product list"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return "input", "QPR input must be a JSON object with a 'product list'"
-    if not isinstance(labels, list) or len(labels) != len(products):
-        return "meta.labels", f"expected one ESCI label per listed product ({len(products)}), got {labels!r}"
-    if any(lab not in LABEL_ORDER for lab in labels) or len(set(labels)) != len(labels):
-        return "meta.labels", f"labels must be pairwise distinct ESCI labels {LABEL_ORDER}, got {labels}"
-    order = sorted(range(len(labels)), key=lambda i: LABEL_ORDER.index(labels[i]))
-    gold = ",".join(LETTERS[i] for i in order)
-    if sample.output != gold:
-        return "output", f"ranking {sample.output!r} does not match labels {labels} (expected {gold!r})"
-    return None
 
 
 def _sample(rec: dict[str, Any], file: str, line: int, problems: list[Problem]) -> Sample | None:
@@ -131,7 +112,7 @@ def validate_build(path: str | Path) -> list[Problem]:
                 )
             if task.answer_kind == "option" and s.output not in (s.options or list(task.options)):
                 problems.append(Problem(str(f), line, "output", "gold output is not one of the options"))
-            if s.task == "QPR" and (bad := qpr_problem(s)):
+            if task.check is not None and (bad := task.check(s)):
                 problems.append(Problem(str(f), line, *bad))
             if s.split == "train":
                 train_keys.setdefault((s.task, normalize_key(s.input)), where)

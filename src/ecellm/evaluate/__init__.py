@@ -4,7 +4,7 @@
 (task, setting); ``load_predictions`` reads ecellm JSONL or the reference's positional files.
 """
 
-from ecellm.evaluate.evaluator import evaluate, primary_metric
+from ecellm.evaluate.evaluator import evaluate
 from ecellm.evaluate.predictions import load_predictions
 
-__all__ = ["evaluate", "load_predictions", "primary_metric"]
+__all__ = ["evaluate", "load_predictions"]

@@ -24,42 +24,23 @@ from ecellm.tasks.parsing import render_answer, valid_unicode
 
 # ``official`` is ``paper`` under the name ShopBench uses: the reference evaluator's numbers.
 MODES = ("paper", "official", "strict")
-# Scorer family per task (an 11th task falls back on its answer kind).
-KIND = {"SR": "sr"}
-KIND_BY_ANSWER = {
-    "yes_no": "binary",
-    "letter": "multiclass",
-    "option": "multiclass",
-    "ranking": "qpr",
-    "attribute_values": "ave",
-    "text": "generation",
-}
-PRIMARY = {"binary": "f1", "sr": "hr@1", "qpr": "ndcg", "ave": "f1", "generation": "bertscore_f1"}
-PRIMARY_BY_TASK = {"MPC": "accuracy"}
 
 
-def scorer_kind(task: Task) -> str:
-    return KIND.get(task.abbr) or KIND_BY_ANSWER[task.answer_kind]
-
-
-def primary_metric(task: Task) -> str:
-    """The metric the paper reports for the task (macro F1 for PRP/SA, accuracy for MPC, ...)."""
-    kind = scorer_kind(task)
-    return PRIMARY_BY_TASK.get(task.abbr) or PRIMARY.get(kind, "macro_f1")
-
-
-def _qpr_labels(samples: Sequence[Sample]) -> list[list[str]]:
+def _labels(task: Task, samples: Sequence[Sample]) -> list[list[str]]:
     out = []
     for s in samples:
         labs = s.meta.get("labels")
         if not isinstance(labs, list) or not labs:
-            raise InputError(
-                "QPR sample has no ESCI labels (pass the reference label.json with --qpr-labels)",
-                record=s.id,
-                field="meta.labels",
-            )
+            hint = f" (pass the reference {task.label_file} with --qpr-labels)" if task.label_file else ""
+            raise InputError(f"{task.abbr} sample has no gold labels{hint}", record=s.id, field="meta.labels")
         out.append([str(x) for x in labs])
     return out
+
+
+def _gains(task: Task) -> dict[str, float]:
+    if not task.gains:
+        raise InputError(f"task {task.abbr} is scored as a ranking but declares no gains", field="gains")
+    return task.gains
 
 
 def _gold_letter(task: Task, s: Sample) -> str:
@@ -108,7 +89,7 @@ def group_scorer(
         )
     if mode == "official":
         mode = "paper"
-    kind = scorer_kind(task)
+    kind = task.score_kind  # the scorer family the task declares (Task.scoring)
     gold = [s.output for s in samples]
     if kind == "generation":
         return generation_scorer(gold, texts, mode=mode, model=bertscore_model)
@@ -124,26 +105,27 @@ def group_scorer(
             return lambda idx: paper.score_binary(pick(gold, idx), pick(texts, idx))
         if kind == "multiclass":
             return lambda idx: paper.score_multiclass(pick(gold, idx), pick(texts, idx))
-        if kind == "sr":
-            return lambda idx: paper.score_sr(pick(gold, idx), pick(texts, idx))
-        if kind == "ave":
+        if kind == "hit_rate":
+            letters = task.option_letters
+            return lambda idx: paper.score_hit_rate(pick(gold, idx), pick(texts, idx), letters)
+        if kind == "attribute_values":
             return lambda idx: paper.score_ave(pick(gold, idx), pick(texts, idx), setting)
-        labels = _qpr_labels(samples)
-        return lambda idx: paper.score_qpr(pick(texts, idx), pick(labels, idx))
+        labels, gains = _labels(task, samples), _gains(task)
+        return lambda idx: paper.score_ranking(pick(texts, idx), pick(labels, idx), gains)
     answers = [task.parse(t, s, lenient=lenient) for t, s in zip(texts, samples, strict=True)]
     if kind == "binary":
         return lambda idx: strict.score_binary(pick(gold, idx), pick(answers, idx))
     if kind == "multiclass":
         letters = [_gold_letter(task, s) for s in samples]
         return lambda idx: strict.score_multiclass(pick(letters, idx), pick(answers, idx))
-    if kind == "sr":
+    if kind == "hit_rate":
         letters = [_gold_letter(task, s) for s in samples]
-        return lambda idx: strict.score_sr(pick(letters, idx), pick(answers, idx))
-    if kind == "ave":
+        return lambda idx: strict.score_hit_rate(pick(letters, idx), pick(answers, idx))
+    if kind == "attribute_values":
         lists = [_gold_list(s) for s in samples]
         return lambda idx: strict.score_ave(pick(lists, idx), pick(answers, idx), setting)
-    labels = _qpr_labels(samples)
-    return lambda idx: strict.score_qpr(pick(answers, idx), pick(labels, idx))
+    labels, gains = _labels(task, samples), _gains(task)
+    return lambda idx: strict.score_ranking(pick(answers, idx), pick(labels, idx), gains)
 
 
 def score_of(scored: dict[str, Any], metric: str) -> float:
@@ -227,7 +209,7 @@ def evaluate(
         groups.setdefault((s.task, s.setting), []).append(s)
     order = {t.abbr: i for i, t in enumerate(all_tasks())}
     model = None
-    if any(get_task(t).scorer is None and scorer_kind(get_task(t)) == "generation" for t, _ in groups):
+    if any(get_task(t).scorer is None and get_task(t).score_kind == "generation" for t, _ in groups):
         model = resolve_model(bertscore_model)
     first_seen = {k: i for i, k in enumerate(groups)}
 
@@ -244,7 +226,7 @@ def evaluate(
         missing = sum(s.id not in predictions for s in group)
         scorer = group_scorer(task, setting, group, texts, mode=mode, lenient=lenient, bertscore_model=model)
         scored = scorer(range(len(group)))
-        metric = scored.get("metric") or primary_metric(task)
+        metric = scored.get("metric") or task.primary_metric
         n, invalid = len(group), scored["invalid"]
         extra: dict[str, Any] = {}
         if bootstrap:

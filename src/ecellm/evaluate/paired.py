@@ -15,7 +15,7 @@ from typing import Any
 
 from ecellm.data.schema import Sample
 from ecellm.evaluate import bootstrap
-from ecellm.evaluate.evaluator import group_scorer, primary_metric, score_of, scorer_kind
+from ecellm.evaluate.evaluator import group_scorer, score_of
 from ecellm.tasks import get_task
 
 
@@ -37,7 +37,7 @@ def paired_bootstrap(
     groups: dict[tuple[str, str], list[Sample]] = {}
     for s in sorted(samples, key=lambda s: s.id):
         groups.setdefault((s.task, s.setting), []).append(s)
-    if bertscore_model is None and any(scorer_kind(get_task(t)) == "generation" for t, _ in groups):
+    if bertscore_model is None and any(get_task(t).score_kind == "generation" for t, _ in groups):
         from ecellm.evaluate.bertscore import resolve_model
 
         bertscore_model = resolve_model(None)
@@ -50,7 +50,7 @@ def paired_bootstrap(
     points: dict[tuple[str, str], tuple[float, float]] = {}
     for key, group in sorted(groups.items()):
         task = get_task(key[0])
-        metric = primary_metric(task)
+        metric = task.primary_metric
         stats = []
         for run in (tuned, base):
             scorer = group_scorer(

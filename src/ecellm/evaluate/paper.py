@@ -4,13 +4,14 @@ Each scorer takes the gold outputs and the prediction texts of one (task, settin
 sample order and returns ``{"metrics": {...}, "invalid": int}``. Reproduced on purpose (so
 scores are comparable with published tables; ``docs/evaluation.md`` lists them):
 
-- invalid answers are dropped from predictions *and* labels (binary, multi-class, SR);
+- invalid answers are dropped from predictions *and* labels (binary, multi-class, hit rate);
 - multi-class answers are reduced to their first character, any of A-E is valid (also for
   PRP's three options), and macro averages run over the union of gold and predicted labels;
 - AVE counts every (gold triple, predicted item) hit, so duplicates count several times, uses
   the reference's epsilons, and in OOD settings also accepts substring matches (an empty value
   is a substring of everything);
-- QPR computes the ideal DCG from the predicted items only and divides by ``idcg + 1e-6``.
+- ranking (QPR) computes the ideal DCG from the predicted items only and divides by
+  ``idcg + 1e-6``.
 
 Where the reference crashes, values are defined instead: an empty prediction is invalid
 (multi-class), a group with nothing valid left scores 0.0, one class left gives the counts it
@@ -21,7 +22,7 @@ raise an ``InputError`` upstream.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecellm.evaluate.metrics import accuracy, binary_counts, binary_metrics, dcg, macro_prf, ratio
@@ -29,8 +30,6 @@ from ecellm.tasks.base import Invalid
 from ecellm.tasks.parsing import _json_safe
 
 _MULTI = frozenset("ABCDE")
-_SR = frozenset("ABCDEFGHIJKLMNOPQRST")
-QPR_GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
 
 
 def score_binary(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
@@ -63,9 +62,11 @@ def score_multiclass(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any
     return {"metrics": metrics, "invalid": len(gold) - len(kept_g)}
 
 
-def score_sr(gold: Sequence[str], preds: Sequence[str]) -> dict[str, Any]:
-    """SR: the stripped prediction must be exactly one letter A-T; HR@1 over the valid ones."""
-    kept = [(g, p.strip()) for g, p in zip(gold, preds, strict=True) if p.strip() in _SR]
+def score_hit_rate(gold: Sequence[str], preds: Sequence[str], letters: Sequence[str]) -> dict[str, Any]:
+    """Hit rate (SR): the stripped prediction must be exactly one of ``letters`` (A-T for SR);
+    HR@1 over the valid ones."""
+    allowed = frozenset(letters)
+    kept = [(g, p.strip()) for g, p in zip(gold, preds, strict=True) if p.strip() in allowed]
     hr = accuracy([g for g, _ in kept], [p for _, p in kept])
     return {"metrics": {"hr@1": hr, "accuracy": hr}, "invalid": len(gold) - len(kept)}
 
@@ -129,8 +130,11 @@ def score_ave(gold: Sequence[str], preds: Sequence[str], setting: str) -> dict[s
     return {"metrics": metrics, "invalid": invalid}
 
 
-def score_qpr(preds: Sequence[str], labels: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """QPR: NDCG with the ideal ranking built from the predicted items; mean over all samples.
+def score_ranking(
+    preds: Sequence[str], labels: Sequence[Sequence[str]], gains: Mapping[str, float]
+) -> dict[str, Any]:
+    """Ranking (QPR): NDCG with the ideal ranking built from the predicted items, each item's
+    gain ``gains[its label]``; mean over all samples.
 
     ``invalid`` counts samples with at least one unreadable token; the reference's own
     ``#invalid`` (a token count) is kept as ``invalid_tokens``.
@@ -138,12 +142,12 @@ def score_qpr(preds: Sequence[str], labels: Sequence[Sequence[str]]) -> dict[str
     total = 0.0
     bad_tokens = bad_samples = 0
     for p, labs in zip(preds, labels, strict=True):
-        letter_gain = {chr(ord("A") + i): QPR_GAINS.get(lab) for i, lab in enumerate(labs)}
+        letter_gain = {chr(ord("A") + i): gains.get(lab) for i, lab in enumerate(labs)}
         looked = [letter_gain.get(tok[:1]) for tok in p.strip().split(",")]  # "" -> None: unreadable
-        gains = [g for g in looked if g is not None]
-        bad = len(looked) - len(gains)
+        got = [g for g in looked if g is not None]
+        bad = len(looked) - len(got)
         bad_tokens += bad
         bad_samples += bad > 0
-        total += dcg(gains) / (dcg(sorted(gains, reverse=True)) + 1e-6)
+        total += dcg(got) / (dcg(sorted(got, reverse=True)) + 1e-6)
     ndcg = ratio(total, len(preds))
     return {"metrics": {"ndcg": ndcg, "invalid_tokens": bad_tokens}, "invalid": bad_samples}

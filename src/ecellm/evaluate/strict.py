@@ -3,20 +3,20 @@
 Scorers take parsed answers (the task parsers' output, or :class:`~ecellm.tasks.Invalid`)
 and return ``{"metrics": {...}, "invalid": int}`` like the paper scorers:
 
-- binary / multi-class / SR: an invalid or out-of-option answer is simply wrong; macro
+- binary / multi-class / hit rate (SR): an invalid or out-of-option answer is simply wrong; macro
   averages run over the labels present in the gold outputs only (a stray predicted label
   lowers precision of nobody and recall of its gold label);
 - AVE: items normalised (case, whitespace), de-duplicated per sample, matched one-to-one
   (maximum matching); relaxed matches only in OOD settings and only between non-empty
   strings; every predicted item, object or not, counts for precision;
-- QPR: unknown letters ignored, duplicates keep their first position, gold items the answer
+- ranking (QPR): unknown letters ignored, duplicates keep their first position, gold items the answer
   left out are appended in the worst order, and the ideal DCG comes from the gold labels.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ecellm.evaluate.metrics import (
@@ -29,7 +29,6 @@ from ecellm.evaluate.metrics import (
     mean,
     ratio,
 )
-from ecellm.evaluate.paper import QPR_GAINS
 from ecellm.tasks.base import Invalid
 
 
@@ -58,8 +57,8 @@ def score_multiclass(gold_letters: Sequence[str], answers: Sequence[Any]) -> dic
     return {"metrics": metrics, "invalid": sum(x is None for x in p)}
 
 
-def score_sr(gold_letters: Sequence[str], answers: Sequence[Any]) -> dict[str, Any]:
-    """SR: HR@1 over all samples."""
+def score_hit_rate(gold_letters: Sequence[str], answers: Sequence[Any]) -> dict[str, Any]:
+    """Hit rate (SR): HR@1 over all samples."""
     p = [_answer(a) for a in answers]
     hr = accuracy(gold_letters, p)
     return {"metrics": {"hr@1": hr, "accuracy": hr}, "invalid": sum(x is None for x in p)}
@@ -117,10 +116,10 @@ def score_ave(gold: Sequence[Any], answers: Sequence[Any], setting: str) -> dict
     return {"metrics": metrics, "invalid": sum(isinstance(a, Invalid) for a in answers)}
 
 
-def qpr_ndcg(answer: Any, labels: Sequence[str]) -> float:
-    """NDCG of one answer against the ESCI labels of the listed products (A, B, ...)."""
+def ranking_ndcg(answer: Any, labels: Sequence[str], gains: Mapping[str, float]) -> float:
+    """NDCG of one answer against the gold labels of the listed products (A, B, ...)."""
     letters = [chr(ord("A") + i) for i in range(len(labels))]
-    gain = {x: QPR_GAINS.get(lab, 0.0) for x, lab in zip(letters, labels, strict=True)}
+    gain = {x: gains.get(lab, 0.0) for x, lab in zip(letters, labels, strict=True)}
     ranked: list[str] = []
     for x in [] if isinstance(answer, Invalid) else answer:
         if x in gain and x not in ranked:
@@ -131,7 +130,9 @@ def qpr_ndcg(answer: Any, labels: Sequence[str]) -> float:
     return dcg([gain[x] for x in ranked]) / ideal if ideal else 1.0
 
 
-def score_qpr(answers: Sequence[Any], labels: Sequence[Sequence[str]]) -> dict[str, Any]:
-    """QPR: mean NDCG over all samples."""
-    ndcg = mean([qpr_ndcg(a, lab) for a, lab in zip(answers, labels, strict=True)])
+def score_ranking(
+    answers: Sequence[Any], labels: Sequence[Sequence[str]], gains: Mapping[str, float]
+) -> dict[str, Any]:
+    """Ranking (QPR): mean NDCG over all samples."""
+    ndcg = mean([ranking_ndcg(a, lab, gains) for a, lab in zip(answers, labels, strict=True)])
     return {"metrics": {"ndcg": ndcg}, "invalid": sum(isinstance(a, Invalid) for a in answers)}

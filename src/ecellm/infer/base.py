@@ -14,7 +14,7 @@ it to the predictions file at once. Decoding modes:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -40,9 +40,9 @@ class Request:
     # Sampling (generate mode, hf backend): temperature 0 is greedy; see ecellm.infer.decoding.
     temperature: float = 0.0
     top_p: float = 1.0
-    # Rewrite of the answer text after generation: "ave_braces" restores the braces a Flan-T5
-    # AVE answer is trained without (template flan-t5-ref, see ecellm.tasks.parsing.braceless).
-    postprocess: str | None = None
+    # Rewrite of the answer text after generation, from the task's answer form under the
+    # template (Task.answer_forms: a Flan-T5 AVE answer gets its braces back).
+    postprocess: Callable[[str], str] | None = None
 
 
 @dataclass

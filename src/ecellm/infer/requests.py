@@ -37,8 +37,9 @@ def build_request(
     if task.request_builder is not None:  # a family with its own prompts and decoding
         return task.request_builder(task, sample, mode=mode, template=template, tokenizer=tokenizer)
     prompt = render_prompt(sample, template, tokenizer)
-    if template == "flan-t5-ref" and task.answer_kind == "attribute_values":
-        # braceless answers: no JSON grammar applies; braces are restored after generation
+    if (form := task.answer_forms.get(template)) is not None:
+        # the answer is written in the template's own form: the task's grammar and choices do not
+        # apply; the plain answer is restored after generation
         return Request(
             sample.id,
             prompt,
@@ -46,7 +47,7 @@ def build_request(
             max_new_tokens=task.max_new_tokens,
             stop=STOP_STRINGS,
             task=task.abbr,
-            postprocess="ave_braces",
+            postprocess=form.decode,
         )
     d = task.decoding(sample, mode)
     return Request(

@@ -36,4 +36,6 @@ TASK = Task(
             min_items=1,
         ),
     ),
+    quality={"min_information": {"required": ["question", "document"]}},
+    builder="ecellm.data.builders.ag",
 )

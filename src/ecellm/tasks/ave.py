@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ecellm.tasks.base import InputField, Task
+from ecellm.tasks.base import AnswerForm, InputField, Task
 from ecellm.tasks.constraints import AttributeValues, name_ok
-from ecellm.tasks.parsing import parse_json_list
+from ecellm.tasks.parsing import braceless, parse_json_list, restore_braces
 
 if TYPE_CHECKING:
     from ecellm.data.schema import Sample
@@ -101,4 +101,11 @@ TASK = Task(
         ),
     ),
     compose=compose,
+    # catalog text (titles, item lists, specs) is brand names and units, not prose: on the real
+    # data every draft langid flagged here was English ("Texas Roadhouse Gift Card ..." -> Dutch
+    # 0.999), so the language step judges review and question text only
+    quality={"english_only": {"enabled": False}, "min_information": {"required": ["product title"]}},
+    # T5's vocabulary has no braces: the reference trains Flan-T5 on braceless answers
+    answer_forms={"flan-t5-ref": AnswerForm(encode=braceless, decode=restore_braces)},
+    builder="ecellm.data.builders.ave",
 )

@@ -68,6 +68,37 @@ class InputField:
     max_items: int | None = None
 
 
+# How a task's answers are scored when it declares nothing else: the scorer family of its answer
+# kind (:mod:`ecellm.evaluate.paper` and :mod:`ecellm.evaluate.strict` implement each family),
+# and the metric a family reports as its primary one.
+SCORING_BY_ANSWER = {
+    "yes_no": "binary",
+    "letter": "multiclass",
+    "option": "multiclass",
+    "ranking": "ranking",
+    "attribute_values": "attribute_values",
+    "text": "generation",
+}
+PRIMARY_BY_SCORING = {
+    "binary": "f1",
+    "hit_rate": "hr@1",
+    "ranking": "ndcg",
+    "attribute_values": "f1",
+    "generation": "bertscore_f1",
+    "multiclass": "macro_f1",
+}
+
+
+@dataclass(frozen=True)
+class AnswerForm:
+    """How a task's answer is written under one prompt template when the plain gold output does
+    not fit it (Flan-T5 has no braces in its vocabulary): ``encode`` turns a gold output into the
+    training target, ``decode`` turns generated text back into the plain answer."""
+
+    encode: Callable[[str], str]
+    decode: Callable[[str], str]
+
+
 @dataclass(frozen=True)
 class Task:
     """A task definition. Parsers are plain functions so each task module stays declarative.
@@ -92,6 +123,22 @@ class Task:
       ``compose(fields)`` turns them into the sample's ``input`` (and ``options``, ``meta`` or
       ``instruction`` where the task needs them). Without ``compose`` the input is the JSON
       object ``{field.key: value}`` and the options are the task's own (see :meth:`sample_from`).
+    - ``scoring``: the scorer family (:data:`SCORING_BY_ANSWER` keys' values plus ``hit_rate``);
+      default: the answer kind's. ``primary``: the metric reported as the task's score; default:
+      the family's (:data:`PRIMARY_BY_SCORING`). ``gains``: relevance gain per gold label, for
+      ``ranking`` scoring (NDCG over ``meta["labels"]``).
+    - ``label_file``: the file name under which a distribution keeps the test split's gold
+      labels apart from the samples (the reference's QPR ``label.json``); loaders attach them as
+      ``meta["labels"]``.
+    - ``check(sample)``: a task-specific consistency check of a gold sample, ``(field,
+      message)`` or ``None`` (``ecellm data validate``).
+    - ``answer_forms``: ``{template: AnswerForm}`` for templates that write the answer
+      differently (training target and decoding).
+    - ``quality``: this task's settings of the build's quality steps
+      (``{step: {key: value}}``, see :mod:`ecellm.data.quality`); a build config's ``per_task``
+      entry still wins.
+    - ``builder``: the module that builds the task from raw data (``build(raw_dir, config,
+      seed)``, see :mod:`ecellm.data.builders.base`); ``None``: the task is read, not built.
     """
 
     abbr: str
@@ -117,6 +164,32 @@ class Task:
     modes: tuple[str, ...] = ("paper", "strict")
     inputs: tuple[InputField, ...] = ()
     compose: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    scoring: str | None = None
+    primary: str | None = None
+    gains: dict[str, float] | None = None
+    label_file: str | None = None
+    check: Callable[[Sample], tuple[str, str] | None] | None = None
+    answer_forms: dict[str, AnswerForm] = field(default_factory=dict)
+    quality: dict[str, dict[str, Any]] = field(default_factory=dict)
+    builder: str | None = None
+
+    @property
+    def score_kind(self) -> str:
+        """The scorer family that scores this task (see :attr:`scoring`); ``own`` for a task
+        with its own :attr:`scorer`."""
+        if self.scorer is not None:
+            return "own"
+        if self.scoring is None and self.answer_kind not in SCORING_BY_ANSWER:
+            raise ValueError(f"task {self.abbr}: answer kind {self.answer_kind!r} needs scoring or a scorer")
+        return self.scoring or SCORING_BY_ANSWER[self.answer_kind]
+
+    @property
+    def primary_metric(self) -> str:
+        """The metric reported as the task's score (the paper's column); ``score`` for a task
+        with its own scorer (which names its metric per row)."""
+        if self.primary:
+            return self.primary
+        return "score" if self.scorer is not None else PRIMARY_BY_SCORING[self.score_kind]
 
     def parse(self, text: str | None, sample: Sample | None = None, *, lenient: bool = False) -> Any:
         """Read raw model text as a structured answer, or return :class:`Invalid`. Never raises."""

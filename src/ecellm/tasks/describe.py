@@ -36,14 +36,12 @@ def constraint_types(task: Task) -> list[str]:
 
 
 def primary_metric(task: Task) -> str:
-    """The figure a task is ranked by: the evaluator's primary metric, or for a family that scores
-    itself (``task.scorer``), the per-record metrics it knows."""
+    """The figure a task is ranked by: its primary metric, or for a family that scores itself
+    (``task.scorer``), the per-record metrics it knows."""
     if task.scorer is not None:
         metrics = task.extra.get("metrics") or ()
         return "per record: " + ", ".join(metrics) if metrics else "per record"
-    from ecellm.evaluate.evaluator import primary_metric as evaluator_primary
-
-    return evaluator_primary(task)
+    return task.primary_metric
 
 
 def settings(task: Task) -> list[str]:

@@ -52,4 +52,7 @@ TASK = Task(
             key="product title",
         ),
     ),
+    quality={"min_information": {"required": ["query", "product title"]}},
+    primary="accuracy",
+    builder="ecellm.data.builders.mpc",
 )

@@ -51,4 +51,12 @@ TASK = Task(
             key="product 2",
         ),
     ),
+    # catalog text (titles, item lists, specs) is brand names and units, not prose: on the real
+    # data every draft langid flagged here was English ("Texas Roadhouse Gift Card ..." -> Dutch
+    # 0.999), so the language step judges review and question text only
+    quality={
+        "english_only": {"enabled": False},
+        "min_information": {"required": ["product 1.title", "product 2.title"]},
+    },
+    builder="ecellm.data.builders.pm",
 )

@@ -47,4 +47,12 @@ TASK = Task(
             "product_2", str, "the second product's title", "Dunkin coffee gift card", key="Product 2:"
         ),
     ),
+    # catalog text (titles, item lists, specs) is brand names and units, not prose: on the real
+    # data every draft langid flagged here was English ("Texas Roadhouse Gift Card ..." -> Dutch
+    # 0.999), so the language step judges review and question text only
+    quality={
+        "english_only": {"enabled": False},
+        "min_information": {"required": ["Product 1:", "Product 2:"]},
+    },
+    builder="ecellm.data.builders.prp",
 )

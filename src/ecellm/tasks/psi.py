@@ -32,4 +32,6 @@ TASK = Task(
         InputField("query", str, "the shopper's search query", "iphone 13 case clear"),
         InputField("product", str, "the product title", "Clear case for iPhone 14 Pro Max, anti-yellowing"),
     ),
+    quality={"min_information": {"required": ["query", "product"]}},
+    builder="ecellm.data.builders.psi",
 )

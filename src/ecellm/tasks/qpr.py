@@ -51,6 +51,24 @@ def constraint(sample: Sample) -> Ranking | None:
     return Ranking(tuple(letters)) if letters else None
 
 
+def check(sample: Sample) -> tuple[str, str] | None:
+    """(field, message) when a gold sample's ESCI labels and ranking disagree, else None."""
+    labels = sample.meta.get("labels")
+    try:
+        products = json.loads(sample.input)["product list"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return "input", "QPR input must be a JSON object with a 'product list'"
+    if not isinstance(labels, list) or len(labels) != len(products):
+        return "meta.labels", f"expected one ESCI label per listed product ({len(products)}), got {labels!r}"
+    if any(lab not in LABEL_ORDER for lab in labels) or len(set(labels)) != len(labels):
+        return "meta.labels", f"labels must be pairwise distinct ESCI labels {LABEL_ORDER}, got {labels}"
+    order = sorted(range(len(labels)), key=lambda i: LABEL_ORDER.index(labels[i]))
+    gold = ",".join(LETTERS[i] for i in order)
+    if sample.output != gold:
+        return "output", f"ranking {sample.output!r} does not match labels {labels} (expected {gold!r})"
+    return None
+
+
 TASK = Task(
     abbr="QPR",
     name="Query_Product_Ranking",
@@ -97,4 +115,9 @@ TASK = Task(
         ),
     ),
     compose=compose,
+    quality={"min_information": {"required": ["query", "product list"]}},
+    gains=GAINS,
+    label_file="label.json",
+    check=check,
+    builder="ecellm.data.builders.qpr",
 )

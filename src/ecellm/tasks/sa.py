@@ -44,4 +44,7 @@ TASK = Task(
         ),
     ),
     compose=lambda fields: {"input": fields["review"]},
+    # near-duplicate reviews are found by word shingles (MinHash + Jaccard), not exact hashes
+    quality={"near_duplicates": {"method": "shingles"}},
+    builder="ecellm.data.builders.sa",
 )

@@ -82,4 +82,10 @@ TASK = Task(
         ),
     ),
     compose=compose,
+    # catalog text (titles, item lists, specs) is brand names and units, not prose: on the real
+    # data every draft langid flagged here was English ("Texas Roadhouse Gift Card ..." -> Dutch
+    # 0.999), so the language step judges review and question text only
+    quality={"english_only": {"enabled": False}},
+    scoring="hit_rate",
+    builder="ecellm.data.builders.sr",
 )

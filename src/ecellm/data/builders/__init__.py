@@ -1,8 +1,9 @@
 """Task builders: raw public sources -> ECInstruct samples (see ``base.py`` for the contract).
 
 Each builder module exposes ``DEFAULTS`` (its configurable keys) and ``build(raw_dir, config,
-seed) -> BuildResult``. The registry maps every task abbreviation to its module, so the pipeline
-and the benchmark can run "all builders" without importing any of them eagerly.
+seed) -> BuildResult``. A task names its builder module (``Task.builder``), so the pipeline and
+the benchmark can run "all builders" without importing any of them eagerly, and a task added
+through the registry brings its builder with it.
 """
 
 from __future__ import annotations
@@ -10,19 +11,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-#: Task abbreviation -> builder module, in the paper's table order.
-BUILDERS: dict[str, str] = {
-    "AVE": "ecellm.data.builders.ave",
-    "PRP": "ecellm.data.builders.prp",
-    "PM": "ecellm.data.builders.pm",
-    "SA": "ecellm.data.builders.sa",
-    "SR": "ecellm.data.builders.sr",
-    "MPC": "ecellm.data.builders.mpc",
-    "PSI": "ecellm.data.builders.psi",
-    "QPR": "ecellm.data.builders.qpr",
-    "AP": "ecellm.data.builders.ap",
-    "AG": "ecellm.data.builders.ag",
-}
+
+def builder_modules() -> dict[str, str]:
+    """Task abbreviation -> builder module, for every registered task that is built from raw data,
+    in registry (the paper's table) order."""
+    from ecellm.tasks import all_tasks
+
+    return {t.abbr: t.builder for t in all_tasks(None) if t.builder}
 
 
 class BuilderMissing(LookupError):
@@ -31,7 +26,7 @@ class BuilderMissing(LookupError):
 
 def load_builder(abbr: str) -> ModuleType:
     """Import the builder of ``abbr``; :class:`BuilderMissing` when its module does not exist."""
-    name = BUILDERS[abbr]
+    name = builder_modules()[abbr]
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -36,7 +36,6 @@ from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel, cpu_has_native_bf16
 from ecellm.models.packed import packable, packed_linears
 from ecellm.prompts import STOP_STRINGS, extract_response
-from ecellm.tasks.parsing import restore_braces
 
 
 class _StopOnStrings:
@@ -477,8 +476,6 @@ class HFBackend:
                 # new text only: cut at the first stop string before any marker handling, so a
                 # model that writes a second "### Response:" keeps its first answer
                 text = extract_response(cut_at_stop(raw, r.stop or STOP_STRINGS), r.stop or STOP_STRINGS)
-            if r.postprocess == "ave_braces":
-                text = restore_braces(text)
             out.append(
                 Completion(
                     id=r.id,
