@@ -28,10 +28,11 @@ from pathlib import Path
 
 from ecellm.data.loaders import load_samples
 from ecellm.data.schema import Sample
-from ecellm.infer.backends.hf import HFBackend, set_threads
+from ecellm.infer.backends.hf import HFBackend
 from ecellm.infer.predict import make_requests
 from ecellm.models.loading import load_model_and_tokenizer
 from ecellm.prompts import extract_response, render_prompt
+from ecellm.speedups.threads import set_threads
 from ecellm.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ import pytest
 import torch
 from tests.conftest import FIXTURES
 
-from ecellm.infer.attention import SHORT_QUERY, attention_forward, short_query_attention
 from ecellm.infer.constrained import chunk_width
-from ecellm.infer.kvcache import SPARE, GrowingLayer, growing
-from ecellm.models.packed import packed_linears, supported
+from ecellm.speedups.attention import SHORT_QUERY, attention_forward, short_query_attention
+from ecellm.speedups.kvcache import SPARE, GrowingLayer, growing
+from ecellm.speedups.packed import packed_linears, supported
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -216,7 +216,7 @@ def test_a_bf16_model_predicts_the_same_with_packed_weights(smollm2, monkeypatch
     import copy
     import dataclasses
 
-    import ecellm.models.packed as packed
+    import ecellm.speedups.packed as packed
     from ecellm.data.loaders import load_samples
     from ecellm.infer.backends.hf import HFBackend
     from ecellm.infer.predict import make_requests

@@ -93,7 +93,7 @@ def test_trainer_averages_per_sample_over_the_accumulation_step(tmp_path):
     from transformers import TrainingArguments
 
     from ecellm.train.data import ListDataset
-    from ecellm.train.loss import make_trainer_class
+    from ecellm.train.loss import LossOptions, make_trainer_class
 
     model, rows = _tiny_llama(), _rows()
     want = sum(_per_sample_means(model, rows)) / len(rows)
@@ -111,10 +111,9 @@ def test_trainer_averages_per_sample_over_the_accumulation_step(tmp_path):
         seed=0,
         logging_steps=1,
     )
-    trainer = make_trainer_class()(
+    trainer = make_trainer_class(LossOptions(per_sample=True))(
         model=model, args=args, train_dataset=ListDataset(rows), data_collator=_padded
     )
-    trainer._ecellm_per_sample = True
     assert trainer.train().training_loss == pytest.approx(want, rel=1e-4)  # dropout-free tiny model
     # per token (the default): the token-weighted mean instead
     n_tok = [sum(t != IGNORE for t in r["labels"][1:]) for r in rows]

@@ -10,9 +10,9 @@ import pytest
 import torch
 from tests.conftest import FIXTURES
 
-from ecellm.models.packed import packed_frozen_linears, supported
-from ecellm.train.dropout import FastDropout, keep_mask, store_frozen_in_bf16, use_fast_lora_dropout
-from ecellm.train.fused_lora import FusedLoraLinear, fusable, fused_lora_linears
+from ecellm.speedups.dropout import FastDropout, keep_mask, store_frozen_in_bf16, use_fast_lora_dropout
+from ecellm.speedups.fused_lora import FusedLoraLinear, fusable, fused_lora_linears
+from ecellm.speedups.packed import packed_frozen_linears, supported
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -174,7 +174,7 @@ def test_keep_mask_is_the_16_bit_comparison_of_the_seeded_draws():
 
 @pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
 def test_fused_lora_linear_matches_its_formula_forward_and_backward():
-    from ecellm.models.packed import pack_weight
+    from ecellm.speedups.packed import pack_weight
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 8, generator=gen).to(torch.bfloat16).requires_grad_()

@@ -81,7 +81,7 @@ def counts_table(counts_: dict[str, dict[str, dict[str, int]]]) -> list[list[str
 def _tasks() -> tuple[Any, ...]:
     from ecellm.tasks import all_tasks
 
-    return all_tasks()
+    return all_tasks(None)
 
 
 def quality_report(manifest: dict[str, Any]) -> str:

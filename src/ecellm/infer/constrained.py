@@ -268,7 +268,7 @@ def decode(
     """
     import torch
 
-    from ecellm.infer.kvcache import decode_cache
+    from ecellm.speedups.kvcache import decode_cache
 
     if pass_cost is None:
         pass_cost = PASS_COST_CPU if input_ids.device.type == "cpu" else PASS_COST_ACCELERATOR

@@ -235,12 +235,13 @@ class Task:
         """How to decode ``sample`` when ``mode`` is asked for (``auto`` = :attr:`decode`).
 
         ``choice`` and ``constrained`` apply where the task supports them: a closed-set task asked
-        for ``constrained`` is scored as ``choice`` (the tightest constraint there is), any other
-        task asked for ``choice`` keeps its default. When the sample lacks what its constraint or
+        for ``constrained`` is scored as ``choice`` (the tightest constraint there is) unless it
+        declares a ``constraint`` of its own, any other task asked for ``choice`` keeps its
+        default. When the sample lacks what its constraint or
         choices need, the answer is generated freely and the mode says so.
         """
         wanted = self.decode if mode == "auto" else mode
-        if wanted == "constrained" and self.closed:
+        if wanted == "constrained" and self.closed and self.constraint is None:
             wanted = "choice"
         elif wanted == "choice" and not self.closed:
             wanted = self.decode

@@ -138,6 +138,11 @@ class TrainConfig(_Strict):
     target_only_logits: bool = Field(
         default=True, description="compute vocabulary logits only at answer tokens (same loss, less work)"
     )
+    speedups: bool = Field(
+        default=True,
+        description="false turns every CPU speed-up off for this run (packed_weights, fused_lora, "
+        "lora.fast_dropout; same as ECELLM_SPEEDUPS=0), leaving the plain path",
+    )
     packed_weights: bool = Field(
         default=True,
         description="CPU bf16: the frozen base's linear layers run on oneDNN-packed weights (same results)",

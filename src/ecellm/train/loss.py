@@ -13,6 +13,7 @@ there is nothing to skip, but the normalisation must match the Trainer's accumul
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -139,13 +140,29 @@ def per_sample_loss(
     return (sums / counts).sum() / denom
 
 
-def make_trainer_class() -> type:
+@dataclass(frozen=True)
+class LossOptions:
+    """Which training loss the trainer computes: ``stock`` keeps the Trainer's own (full-vocab
+    logits at every position), ``seq2seq`` marks answer-only labels of an encoder-decoder
+    (:func:`seq2seq_loss`), ``per_sample`` averages per sample first (:func:`per_sample_loss`)."""
+
+    stock: bool = False
+    seq2seq: bool = False
+    per_sample: bool = False
+
+
+def make_trainer_class(options: LossOptions | None = None) -> type:
     """A ``Trainer`` whose training loss is :func:`completion_loss` for causal LMs (unless
-    ``_ecellm_stock_loss``) and :func:`seq2seq_loss` for encoder-decoders (``_ecellm_seq2seq``);
-    evaluation keeps the stock loss, a per-batch mean either way."""
+    ``options.stock``) and :func:`seq2seq_loss` for encoder-decoders (``options.seq2seq``);
+    evaluation keeps the stock loss, a per-batch mean either way. The options are fixed on the
+    class, so nothing is set on a trainer after it is built."""
     from transformers import Trainer
 
+    opts = options or LossOptions()
+
     class CompletionOnlyTrainer(Trainer):
+        loss_options = opts
+
         def compute_loss(
             self,
             model: Any,
@@ -155,17 +172,14 @@ def make_trainer_class() -> type:
         ) -> Any:
             if return_outputs or "labels" not in inputs:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            if getattr(self, "_ecellm_per_sample", False):
+            o = self.loss_options
+            if o.per_sample:
                 loss = per_sample_loss(
-                    model,
-                    inputs,
-                    num_items_in_batch,
-                    seq2seq=getattr(self, "_ecellm_seq2seq", False),
-                    target_only=not getattr(self, "_ecellm_stock_loss", False),
+                    model, inputs, num_items_in_batch, seq2seq=o.seq2seq, target_only=not o.stock
                 )
-            elif getattr(self, "_ecellm_seq2seq", False):
+            elif o.seq2seq:
                 loss = seq2seq_loss(model, inputs, num_items_in_batch)
-            elif getattr(self, "_ecellm_stock_loss", False):
+            elif o.stock:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             else:
                 loss = completion_loss(model, inputs, num_items_in_batch)
@@ -178,9 +192,9 @@ def make_trainer_class() -> type:
             (and across processes when tokens would be); None stays None (then the Trainer
             averages micro-batch means itself)."""
             tokens = super()._get_num_items_in_batch(batch_samples, device)
-            if tokens is None or not getattr(self, "_ecellm_per_sample", False):
+            if tokens is None or not self.loss_options.per_sample:
                 return tokens
-            causal = not getattr(self, "_ecellm_seq2seq", False)
+            causal = not self.loss_options.seq2seq
             n = torch.tensor(count_samples(batch_samples, causal=causal), device=device)
             if self.args.average_tokens_across_devices and self.args.world_size > 1:
                 n = self.accelerator.gather(n).sum()

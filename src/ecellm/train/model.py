@@ -164,15 +164,16 @@ def _attention(cfg: TrainConfig) -> str | None:
 
 
 def _speed_ups(model: Any, cfg: TrainConfig) -> None:
-    """CPU-only speed-ups (see :mod:`ecellm.train.dropout`): the same dropout distribution with
+    """CPU-only speed-ups (see :mod:`ecellm.speedups.dropout`): the same dropout distribution with
     ``p`` rounded to 1/32768, and a bf16 frozen base under bf16 autocast."""
     import torch
 
-    from ecellm.train.dropout import store_frozen_in_bf16, use_fast_lora_dropout
+    from ecellm.speedups import enabled
+    from ecellm.speedups.dropout import store_frozen_in_bf16, use_fast_lora_dropout
 
     if torch.cuda.is_available():
         return
-    if cfg.lora.fast_dropout:
+    if cfg.lora.fast_dropout and enabled(cfg.speedups):
         use_fast_lora_dropout(model)
     if cfg.precision == "bf16":  # CPU bf16 = autocast (see run._precision) over a bf16 frozen base
         store_frozen_in_bf16(model)
@@ -182,7 +183,7 @@ def kernels(model: Any) -> dict[str, Any]:
     """The attention kernel and CPU speed-ups a prepared model trains with, for its statistics."""
     import torch
 
-    from ecellm.train.dropout import FastDropout
+    from ecellm.speedups.dropout import FastDropout
 
     return {
         "attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),

@@ -248,10 +248,11 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     p = prepare(config, overrides)  # first: a refused recipe should not wait for torch imports
     from transformers import set_seed
 
-    from ecellm.models.packed import packed_frozen_linears
+    from ecellm.speedups import scope
+    from ecellm.speedups.fused_lora import fused_lora_linears
+    from ecellm.speedups.packed import packed_frozen_linears
     from ecellm.train.card import write_outputs
-    from ecellm.train.fused_lora import fused_lora_linears
-    from ecellm.train.loss import make_trainer_class
+    from ecellm.train.loss import LossOptions, make_trainer_class
     from ecellm.train.model import kernels, load_for_training
 
     set_seed(p.cfg.seed)
@@ -261,7 +262,12 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         p.stats["batching_note"] = "packing is for decoder-only models; seq2seq batches are padded"
     _skip_embedding_copies(loaded.model)
     counter = _TokenCounter(make_collator(p.cfg.batching, p.tokenizer, loaded.model, p.seq2seq))
-    trainer = make_trainer_class()(
+    loss = LossOptions(
+        stock=p.seq2seq or not p.cfg.target_only_logits,
+        seq2seq=p.seq2seq,  # answer-only labels; see ecellm.train.loss.seq2seq_loss
+        per_sample=p.cfg.loss_normalization == "per_sample",  # see loss.per_sample_loss
+    )
+    trainer = make_trainer_class(loss)(
         model=loaded.model,
         args=training_arguments(p),
         train_dataset=ListDataset(p.train_rows),
@@ -270,12 +276,10 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
         processing_class=p.tokenizer,
     )
     install_callbacks(trainer)  # log lines and a progress bar instead of raw dicts
-    trainer._ecellm_stock_loss = p.seq2seq or not p.cfg.target_only_logits
-    trainer._ecellm_seq2seq = p.seq2seq  # answer-only labels; see ecellm.train.loss.seq2seq_loss
-    trainer._ecellm_per_sample = p.cfg.loss_normalization == "per_sample"  # see loss.per_sample_loss
     # the frozen bf16 base on packed weights, the LoRA layers fused over it, for the length of
-    # training only (see ecellm.models.packed and ecellm.train.fused_lora)
+    # training only (see ecellm.speedups.packed and ecellm.speedups.fused_lora)
     with ExitStack() as stack:
+        stack.enter_context(scope(p.cfg.speedups))  # off: the contexts below leave the plain path
         fused = []
         if p.cfg.packed_weights and p.cfg.fused_lora:
             fused = stack.enter_context(fused_lora_linears(loaded.model))

@@ -23,19 +23,20 @@ input for). Shared-prefix caching is off: an encoder state depends on the whole 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, nullcontext
 from typing import Any
 
 from ecellm.errors import InputError
-from ecellm.infer.attention import short_query_attention
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel, cpu_has_native_bf16
-from ecellm.models.packed import packable, packed_linears
 from ecellm.prompts import STOP_STRINGS, extract_response
+from ecellm.speedups import enabled, scope
+from ecellm.speedups.attention import short_query_attention
+from ecellm.speedups.packed import packable, packed_linears
+from ecellm.speedups.threads import set_threads
 
 
 class _StopOnStrings:
@@ -49,45 +50,6 @@ class _StopOnStrings:
 
         texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_len :], skip_special_tokens=True)
         return torch.tensor([any(s in t for s in self.stop) for t in texts], device=input_ids.device)
-
-
-def default_threads() -> int:
-    """CPU threads for torch: ``$ECELLM_THREADS``, else the cores not already busy.
-
-    Why not all cores: torch's OpenMP workers spin-wait for each other, so when other processes
-    keep the cores busy, two threads on a 2-core machine ran a decode step 6x *slower* than one
-    (measured while a training job was running). Idle machines still get every core.
-    """
-    env = os.environ.get("ECELLM_THREADS")
-    if env and env.isdigit() and int(env) > 0:
-        return int(env)
-    cores = os.cpu_count() or 1
-    busy = int(busy_cores_elsewhere(cores) + 0.5)
-    return max(1, min(cores, cores - busy))
-
-
-def busy_cores_elsewhere(cores: int, window_s: float = 0.25) -> float:
-    """Cores kept busy by *other* processes over a short window.
-
-    Not the load average: that also counts this process's own recent work (a quickstart that has
-    just trained on both cores would see a load of 2 and predict on one thread).
-    """
-    import psutil
-
-    me = psutil.Process()
-    me.cpu_percent(None), psutil.cpu_percent(None)
-    time.sleep(window_s)
-    total = psutil.cpu_percent(None) / 100 * cores
-    return max(0.0, total - me.cpu_percent(None) / 100)
-
-
-def set_threads(n: int | None = None) -> int:
-    """Use ``n`` CPU threads (default: :func:`default_threads`); returns the number set."""
-    import torch
-
-    n = max(1, n or default_threads())
-    torch.set_num_threads(n)
-    return n
 
 
 AUTOCAST_CHOICES = ("auto", "bfloat16", "off")
@@ -128,13 +90,17 @@ class HFBackend:
         threads: int | None = None,
         share_prefix: bool = True,
         autocast: str | None = "auto",
+        speedups: bool | None = None,
     ) -> None:
         self.loaded = loaded
+        # None: on unless $ECELLM_SPEEDUPS says off (see ecellm.speedups); the results are the same
+        self.speedups = enabled(speedups)
         self.is_seq2seq = bool(loaded.is_seq2seq)
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.batch_size = max(1, int(batch_size))
-        self.threads = set_threads(threads) if self.model.device.type == "cpu" else threads
+        with scope(self.speedups):
+            self.threads = set_threads(threads) if self.model.device.type == "cpu" else threads
         cfg = self.model.config
         self.max_positions: int | None = getattr(cfg, "max_position_embeddings", None)
         # Reusing a prefix's keys/values is exact only for causal attention: every encoder state
@@ -211,7 +177,8 @@ class HFBackend:
             "threads": self.threads,
             "share_prefix": self.share_prefix,
             "autocast": str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else None,
-            "packed_linear_layers": len(packable(self.model)),
+            "speedups": self.speedups,
+            "packed_linear_layers": len(packable(self.model)) if self.speedups else 0,
             "device": str(self.model.device),
             "model": self.loaded.describe(),
         }
@@ -233,9 +200,10 @@ class HFBackend:
 
     # -- the Backend interface ----------------------------------------------------------------
     def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
-        # short-query attention for decode steps on CPU (see ecellm.infer.attention); sdpa after
-        # and prepacked bf16 linear weights on CPU (see ecellm.models.packed)
+        # short-query attention for decode steps on CPU (see ecellm.speedups.attention); sdpa after
+        # and prepacked bf16 linear weights on CPU (see ecellm.speedups.packed)
         with ExitStack() as stack:
+            stack.enter_context(scope(self.speedups))
             if not self.is_seq2seq:
                 stack.enter_context(short_query_attention(self.model))
             stack.enter_context(packed_linears(self.model, self._packed))
@@ -359,7 +327,7 @@ class HFBackend:
         steps only outside inference mode (1.8x faster steps when autocasting)."""
         import torch
 
-        from ecellm.infer.kvcache import decode_cache
+        from ecellm.speedups.kvcache import decode_cache
 
         # a cache that grows in place instead of being concatenated at every step; an
         # encoder-decoder keeps generate()'s own two-part cache

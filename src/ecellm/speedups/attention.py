@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ecellm.speedups import enabled
+
 NAME = "ecellm_sdpa"
 SHORT_QUERY = 32  # longer queries (prefill) go to SDPA, in chunks (see _chunked_prefill)
 PREFILL_CHUNK = 64
@@ -141,7 +143,7 @@ def short_query_attention(model: Any) -> Iterator[bool]:
     config = getattr(model, "config", None)
     current = getattr(config, "_attn_implementation", None)
     device = getattr(model, "device", None)
-    if current != "sdpa" or getattr(device, "type", "cpu") != "cpu":
+    if current != "sdpa" or getattr(device, "type", "cpu") != "cpu" or not enabled():
         yield False
         return
     model.set_attn_implementation(register())

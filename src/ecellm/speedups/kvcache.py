@@ -21,6 +21,8 @@ from typing import Any
 
 from transformers.cache_utils import DynamicLayer
 
+from ecellm.speedups import enabled
+
 SPARE = 128  # positions of room added at each reallocation
 
 
@@ -83,10 +85,12 @@ class GrowingLayer(DynamicLayer):
 
 def decode_cache(model: Any, cache: Any = None) -> Any:
     """The cache a decode loop should use: ``cache`` (e.g. a shared prefix's) or a fresh one laid
-    out per ``model.config`` (sliding-window layers stay as they are), growing in place."""
+    out per ``model.config`` (sliding-window layers stay as they are), growing in place (plain,
+    concatenating layers when speed-ups are off)."""
     from transformers import DynamicCache
 
-    return growing(cache if cache is not None else DynamicCache(config=model.config))
+    cache = cache if cache is not None else DynamicCache(config=model.config)
+    return growing(cache) if enabled() else cache
 
 
 def growing(cache: Any) -> Any:

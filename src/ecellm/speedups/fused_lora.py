@@ -1,6 +1,6 @@
 """Each LoRA layer of a CPU bf16 run as one autograd function over a packed frozen base.
 
-Why: with the frozen projections on packed weights (:mod:`ecellm.models.packed`), a profile of
+Why: with the frozen projections on packed weights (:mod:`ecellm.speedups.packed`), a profile of
 a SmolLM2-135M LoRA step showed more time around the adapters than in the base projections'
 own matmuls. PEFT's ``lora.Linear`` computes ``base(x) + B(A(dropout(x))) * scaling`` as a
 dozen separate ops per layer, 211 layers per forward pass: it casts the bf16 input to the
@@ -12,7 +12,7 @@ step and for each cast of ``A`` and ``B``.
 
 * forward: ``y = base(x) + c * ((x * keep) @ A^T) @ B^T`` with the base on packed weights and
   the addition fused into one ``addmm``. ``keep`` is the dropout mask of
-  :func:`ecellm.train.dropout.keep_mask` (the distribution of ``lora.fast_dropout``) and
+  :func:`ecellm.speedups.dropout.keep_mask` (the distribution of ``lora.fast_dropout``) and
   ``c = scaling / (1 - p)`` folds the dropout's rescaling into the LoRA scaling, so the dropped
   input is an exact masked copy of ``x`` rather than a rounded bf16 product;
 * backward: ``dx = base^T(g) + keep * (c * g @ B) @ A`` on the packed transposed weight,
@@ -35,8 +35,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ecellm.models.packed import pack_for_training, packable, packed_linear
-from ecellm.train.dropout import FastDropout, keep_mask, keep_scale
+from ecellm.speedups import swapped_forwards
+from ecellm.speedups.dropout import FastDropout, keep_mask, keep_scale
+from ecellm.speedups.packed import pack_for_training, packable, packed_linear
 
 
 class FusedLoraLinear(torch.autograd.Function):
@@ -103,7 +104,7 @@ def _dropout_units(layer: Any, name: str) -> int | None:
 
 def fusable(model: nn.Module) -> list[Any]:
     """PEFT LoRA linear layers this module can fuse: one plain LoRA adapter over a frozen bf16
-    CPU ``nn.Linear`` that :mod:`ecellm.models.packed` can pack, with fast dropout or none."""
+    CPU ``nn.Linear`` that :mod:`ecellm.speedups.packed` can pack, with fast dropout or none."""
     lora_linear = _lora_linear_type()
     if lora_linear is None:
         return []
@@ -156,16 +157,10 @@ def _fused_forward(layer: Any, packed: torch.Tensor, packed_t: torch.Tensor) -> 
 def fused_lora_linears(model: nn.Module) -> Iterator[list[Any]]:
     """Inside the block, every :func:`fusable` LoRA layer of ``model`` runs as one
     :class:`FusedLoraLinear`; yields their base layers (already packed, so
-    :func:`ecellm.models.packed.packed_frozen_linears` can skip them).
+    :func:`ecellm.speedups.packed.packed_frozen_linears` can skip them).
 
     A block, not a permanent change, because the packed copies would not follow a change of the
     frozen weights (a LoRA merge); it costs two packed copies of each base weight."""
-    layers = fusable(model)
-    try:
-        with torch.no_grad():
-            for m in layers:
-                m.forward = _fused_forward(m, *pack_for_training(m.base_layer.weight))
+    make = lambda m: _fused_forward(m, *pack_for_training(m.base_layer.weight))  # noqa: E731
+    with swapped_forwards(fusable(model), make) as layers:  # PEFT's forward comes back after
         yield [m.base_layer for m in layers]
-    finally:
-        for m in layers:
-            m.__dict__.pop("forward", None)  # back to PEFT's forward

@@ -23,6 +23,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
+from ecellm.speedups import swapped_forwards
+
 # oneDNN picks its blocked layout for this many rows; the layout chosen for 256 rows was as
 # fast as any other at 1-16 rows and the fastest for long prefills.
 PACK_ROWS_HINT = 256
@@ -94,18 +96,9 @@ def pack_weight(weight: Any) -> Any:
 
 
 @contextmanager
-def _swapped_forwards(layers: list[Any], make: Any) -> Iterator[int]:
-    """Give each layer the forward ``make(layer)`` inside the block; yields how many."""
-    import torch
-
-    try:
-        with torch.no_grad():
-            for m in layers:
-                m.forward = make(m)
+def _count(swap: AbstractContextManager[list[Any]]) -> Iterator[int]:
+    with swap as layers:
         yield len(layers)
-    finally:
-        for m in layers:
-            m.__dict__.pop("forward", None)  # back to nn.Linear.forward
 
 
 def packed_linears(model: Any, store: dict[int, Any] | None = None) -> AbstractContextManager[int]:
@@ -126,7 +119,7 @@ def packed_linears(model: Any, store: dict[int, Any] | None = None) -> AbstractC
             hit = store[id(m)] = (key, pack_weight(m.weight))
         return hit[1]
 
-    return _swapped_forwards(packable(model), lambda m: _forward(m, packed(m)))
+    return _count(swapped_forwards(packable(model), lambda m: _forward(m, packed(m))))
 
 
 def _frozen_linear_fn() -> Any:
@@ -181,7 +174,7 @@ def packed_frozen_linears(model: Any, exclude: Iterable[Any] = ()) -> AbstractCo
     The base stays frozen for the whole block: the packed copies would not see a weight update
     or a LoRA merge, which is why this is a block and not a permanent change. Costs two packed
     copies of those weights in memory (the weight and its transpose). Layers in ``exclude`` (e.g.
-    the base layers :mod:`ecellm.train.fused_lora` already runs on its own packed copies) are
+    the base layers :mod:`ecellm.speedups.fused_lora` already runs on its own packed copies) are
     left alone."""
     skip = {id(m) for m in exclude}
     layers = [
@@ -189,4 +182,4 @@ def packed_frozen_linears(model: Any, exclude: Iterable[Any] = ()) -> AbstractCo
     ]
     fn = _frozen_linear_fn()
 
-    return _swapped_forwards(layers, lambda m: _training_forward(m, *pack_for_training(m.weight), fn))
+    return _count(swapped_forwards(layers, lambda m: _training_forward(m, *pack_for_training(m.weight), fn)))
