@@ -108,7 +108,9 @@ def register(app: typer.Typer) -> None:
         lenient: bool = typer.Option(
             False, "--lenient", help="Extract answers from chatter (reported as such)."
         ),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics JSON here."),
+        output: Path | None = typer.Option(
+            None, "--out", "--output", "-o", help="Write the metrics JSON here."
+        ),
         tasks: str | None = typer.Option(
             None, "--tasks", help="Comma-separated tasks (abbreviations or names)."
         ),
