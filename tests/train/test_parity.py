@@ -203,22 +203,23 @@ def test_flan_t5_ave_targets_have_no_braces_and_predictions_get_them_back():
     assert render_target(psi, None, "flan-t5-ref") == "yes"
 
 
-def test_predict_loop_restores_braces_of_a_braceless_answer_for_any_backend():
-    from ecellm.infer.base import Completion
-    from ecellm.infer.predict import run_records
-    from ecellm.infer.requests import build_request
+def test_hf_backend_restores_braces_of_a_braceless_answer():
+    from ecellm.infer.backends.hf import HFBackend
+    from ecellm.infer.base import Request
+    from ecellm.tasks.parsing import restore_braces
 
-    class Backend:  # any engine: the answer form is applied by the predict loop
-        def run(self, requests):
-            for r in requests:
-                yield Completion(r.id, '["attribute": "color", "value": "red", "source": "product title"]')
+    class Tok:
+        eos_token_id = 1
 
-    (s,) = read_samples(str(FIXTURE), tasks=["AVE"], settings=None, splits=["val"])
-    req = build_request(s, template="flan-t5-ref")
-    (rec,) = run_records(Backend(), [s], [req])
-    want = [{"attribute": "color", "value": "red", "source": "product title"}]
-    assert json.loads(rec["prediction"]) == want
-    assert rec["raw"].startswith('["attribute"')
+        def decode(self, toks, skip_special_tokens=True):
+            return '["attribute": "color", "value": "red", "source": "product title"]'
+
+    backend = HFBackend.__new__(HFBackend)
+    backend.tokenizer = Tok()
+    req = Request("a", "p", postprocess=restore_braces, task="AVE")
+    (c,) = backend._completions([req], [[5]], [[7, 1]], None, constrained=False)
+    assert json.loads(c.text) == [{"attribute": "color", "value": "red", "source": "product title"}]
+    assert c.raw.startswith('["attribute"')
 
 
 def test_encode_uses_braceless_targets_under_flan_t5_ref():

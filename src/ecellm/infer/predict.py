@@ -103,15 +103,9 @@ def to_record(sample: Sample, c: Completion) -> dict[str, Any]:
 def run_records(
     backend: Any, samples: Sequence[Sample], requests: Sequence[Request]
 ) -> Iterator[dict[str, Any]]:
-    """Records as the backend finishes them (not in input order). A request's ``postprocess``
-    (the task's answer form under the template) rewrites the answer here, whatever the backend;
-    ``raw`` keeps the model's text."""
+    """Records as the backend finishes them (not in input order)."""
     by_id = {s.id: s for s in samples}
-    post = {r.id: r.postprocess for r in requests if r.postprocess is not None}
     for c in backend.run(requests):
-        if c.id in post:
-            c.raw = c.raw if c.raw is not None else c.text
-            c.text = post[c.id](c.text)
         yield to_record(by_id[c.id], c)
 
 

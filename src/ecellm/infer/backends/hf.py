@@ -444,6 +444,8 @@ class HFBackend:
                 # new text only: cut at the first stop string before any marker handling, so a
                 # model that writes a second "### Response:" keeps its first answer
                 text = extract_response(cut_at_stop(raw, r.stop or STOP_STRINGS), r.stop or STOP_STRINGS)
+            if r.postprocess is not None:  # the task's answer form under the template
+                text = r.postprocess(text)
             out.append(
                 Completion(
                     id=r.id,
