@@ -154,13 +154,20 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=4)
     ap.add_argument("--deadline", type=float, default=900.0, help="seconds allowed per phase")
     ap.add_argument("--target", type=float, default=5.0)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads of both servers (1: on a shared 2-core machine two threads spin-wait)",
+    )
     ap.add_argument("--server-arg", action="append", default=[], help="extra 'ecellm serve' argument")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
 
-    report: dict = {"model": args.model, "max_tokens": args.max_tokens, "server_args": args.server_arg}
+    extra = [f"--threads={args.threads}", *args.server_arg]
+    report: dict = {"model": args.model, "max_tokens": args.max_tokens, "server_args": extra}
     for batching in ("off", "on"):
-        server = Server(batching, args.model, args.server_arg)
+        server = Server(batching, args.model, extra)
         try:
             server.wait()
             warm = prompts(4)

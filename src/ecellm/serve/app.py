@@ -76,9 +76,9 @@ def create_app(
     max_tokens_limit: int = 2048,
     max_prompts: int = 64,
     max_batch: int = 64,
-    batch_size: int = 8,
+    batch_size: int = 20,
     batching: bool = True,
-    window_ms: float = 5.0,
+    window_ms: float = 20.0,
     max_body_bytes: int = 1_000_000,
     threads: int | None = None,
     trust_remote_code: bool = False,
@@ -92,7 +92,8 @@ def create_app(
     answer from the wrong model. ``template=None`` serves chat in the model's own template (see
     :func:`serving_template`).
 
-    Generation runs on the ``hf`` backend (``batch_size`` as in ``ecellm predict``) behind a
+    Generation runs on the ``hf`` backend (``batch_size`` as in ``ecellm predict``; 20, so that
+    60 concurrent short completions decode as one batch, see docs/performance.md) behind a
     :class:`~ecellm.serve.batching.Batcher` gathering up to ``max_batch`` prompts of concurrent
     requests per model call after a ``window_ms`` wait; ``batching=False`` serves one request
     per model call. Bodies over ``max_body_bytes`` get 413.
@@ -116,7 +117,11 @@ def create_app(
     about = {"template": choice.template, "template_source": choice.source}
 
     app, authorize = base_app(
-        name, secret, metrics, max_body_bytes, about={**about, "batching": batcher.enabled}
+        name,
+        secret,
+        metrics,
+        max_body_bytes,
+        about={**about, "batching": batcher.enabled, "threads": getattr(backend, "threads", None)},
     )
     app.state.engine = engine
     app.state.batcher = batcher

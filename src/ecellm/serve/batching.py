@@ -69,7 +69,7 @@ class Batcher:
         *,
         enabled: bool = True,
         max_rows: int = 64,
-        window_s: float = 0.005,
+        window_s: float = 0.02,
         metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
@@ -111,7 +111,7 @@ class Batcher:
     # -- dispatching (event loop) -----------------------------------------------------------
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.window_s:
+        if self.window_s and self.enabled:
             await asyncio.sleep(self.window_s)
         while self._pending:
             jobs = self._take()

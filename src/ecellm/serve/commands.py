@@ -47,10 +47,10 @@ def register(app: typer.Typer) -> None:
         ),
         max_batch: int = typer.Option(64, "--max-batch", help="Most prompts gathered into one model call."),
         batch_size: int = typer.Option(
-            8, "--batch-size", help="Backend batch size, as in 'ecellm predict' (x3 rows when generating)."
+            20, "--batch-size", help="Backend batch size, as in 'ecellm predict' (x3 rows when generating)."
         ),
         window_ms: float = typer.Option(
-            5.0, "--window-ms", help="How long an idle server waits for more requests to batch."
+            20.0, "--window-ms", help="How long an idle server waits for more requests to batch."
         ),
         max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Larger bodies get 413."),
         threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
