@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         if batching not in ("on", "off"):
             raise InputError(f"--batching must be 'on' or 'off', got {batching!r}", field="batching")
-        if engine == "vllm":
+        def vllm_server() -> None:
             from ecellm.serve.vllm_engine import serve_vllm
 
             serve_vllm(
@@ -80,25 +80,30 @@ def register(app: typer.Typer) -> None:
                 vllm_args=vllm_arg,
                 max_body_bytes=max_body_bytes,
             )
-            return
-        if engine != "hf":
-            raise InputError(f"--engine must be 'hf' or 'vllm', got {engine!r}", field="engine")
-        from ecellm.serve.run import serve
 
-        serve(
-            model,
-            adapter=adapter,
-            host=host,
-            port=port,
-            token=token,
-            served_name=served_name,
-            max_tokens_limit=max_tokens_limit,
-            trust_remote_code=trust_remote_code,
-            template=template,
-            batching=batching == "on",
-            max_batch=max_batch,
-            batch_size=batch_size,
-            window_ms=window_ms,
-            max_body_bytes=max_body_bytes,
-            threads=threads,
-        )
+        def own_server() -> None:
+            from ecellm.serve.run import serve
+
+            serve(
+                model,
+                adapter=adapter,
+                host=host,
+                port=port,
+                token=token,
+                served_name=served_name,
+                max_tokens_limit=max_tokens_limit,
+                trust_remote_code=trust_remote_code,
+                template=template,
+                batching=batching == "on",
+                max_batch=max_batch,
+                batch_size=batch_size,
+                window_ms=window_ms,
+                max_body_bytes=max_body_bytes,
+                threads=threads,
+            )
+
+        # the engine picks which server runs: ours on the hf backend, or vLLM's own
+        servers = {"hf": own_server, "vllm": vllm_server}
+        if engine not in servers:
+            raise InputError(f"--engine must be one of {', '.join(servers)}, got {engine!r}", field="engine")
+        servers[engine]()
