@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import FIXTURES
-from tests.infer.test_openai_backend import Flaky
+from tests.infer.backends.test_openai import Flaky
 
 from ecellm import cli
 from ecellm.data.loaders import load_samples
