@@ -200,3 +200,12 @@ def test_leakage_check_by_normalized_input():
     ]
     kept = leakage_check(train, test)
     assert kept == [test[2]]
+
+
+def test_a_name_that_reads_as_another_tasks_alias_gets_no_task_settings() -> None:
+    # the shopping family's "query-product-ranking" resolves to QPR through QPR's alias; QPR's
+    # required fields ("product list") would drop every ranking record of that family
+    from ecellm.data.quality import step_config
+
+    assert step_config("min_information", {}, "QPR")["required"] == ["query", "product list"]
+    assert step_config("min_information", {}, "query-product-ranking")["required"] == ["*"]

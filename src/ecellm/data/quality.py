@@ -186,9 +186,13 @@ def _task_quality(abbr: str) -> dict[str, dict[str, Any]]:
     from ecellm.tasks import get_task
 
     try:
-        return get_task(abbr).quality
+        task = get_task(abbr)
     except KeyError:
         return {}
+    # only the task of exactly this name: the registry also resolves aliases, and a build's own
+    # task name (e.g. the shopping family's "query-product-ranking") may read as another
+    # task's alias (QPR's "query product ranking") without being that task
+    return task.quality if task.abbr == abbr else {}
 
 
 # ---------------------------------------------------------------------------------------------
