@@ -42,6 +42,20 @@ def ecinstruct_build(raw_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out, build_dataset(raw_dir, out)
 
 
+def _logging_state():
+    import logging
+
+    from ecellm import log
+
+    names = ("ecellm", "py.warnings", *log.THIRD_PARTY)
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
+             for n in names}
+    return saved, dict(log._state)
+
+
+_PRISTINE_LOGGING = _logging_state()
+
+
 @pytest.fixture(autouse=True)
 def _isolated_logging():
     """In-process CLI calls configure logging for a terminal (``ecellm.log.setup``: the ecellm
@@ -52,10 +66,9 @@ def _isolated_logging():
 
     from ecellm import log
 
-    names = ("ecellm", "py.warnings", *log.THIRD_PARTY)
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
-             for n in names}
-    state = dict(log._state)
+    # restore the state from before the first test, not from before this one: a module- or
+    # session-scoped fixture that calls the CLI has already configured logging when a test starts
+    saved, state = _PRISTINE_LOGGING
     with warnings.catch_warnings():
         yield
     for n, (handlers, propagate, level) in saved.items():
@@ -63,6 +76,14 @@ def _isolated_logging():
         logger.handlers[:] = handlers
         logger.propagate = propagate
         logger.setLevel(level)
+    # a library's logging.config.dictConfig (disable_existing_loggers) or a logger level set by
+    # a test leaves ecellm's child loggers mute for later tests; give them back to ecellm's logger
+    logging.disable(logging.NOTSET)
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith("ecellm."):
+            logger.disabled = False
+            logger.propagate = True
+            logger.setLevel(logging.NOTSET)
     log._state.clear()
     log._state.update(state)
     logging.captureWarnings(False)
