@@ -208,3 +208,19 @@ def swap_in(stage: Path, out_dir: Path, say: Callable[[str], None]) -> None:
             say(f"warning: {old} still holds files the earlier build did not write; left in place")
     else:
         os.replace(stage, out_dir)
+
+
+def build_staged(out_dir: Path, fill: Callable[[Path], dict], say: Callable[[str], None]) -> dict:
+    """Check ``out_dir``, let ``fill`` write a build into a staging folder beside it, then swap
+    it in; any failure (or interrupt) removes the staging folder and leaves ``out_dir`` as it was.
+    Returns what ``fill`` returned (the build's manifest)."""
+    check_out_dir(out_dir)
+    target = out_dir.resolve()  # "." or "..": staging goes next to the real folder, not inside it
+    stage = make_stage(target, say)
+    try:
+        result = fill(stage)
+        swap_in(stage, target, say)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return result

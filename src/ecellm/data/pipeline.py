@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
@@ -315,15 +314,9 @@ def build_dataset(
             say(f"skip {abbr}: {exc}")
             continue
         modules[abbr] = (module, task_config(abbr, module.DEFAULTS, cfg))
-    outdir.check_out_dir(out_dir)
-    target = out_dir.resolve()  # "." or "..": staging goes next to the real folder, not inside it
-    stage = outdir.make_stage(target, say)
-    try:
-        manifest = _build_into(stage, raw_dir, cfg, modules, skipped, seed, say)
-        outdir.swap_in(stage, target, say)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    manifest = outdir.build_staged(
+        out_dir, lambda stage: _build_into(stage, raw_dir, cfg, modules, skipped, seed, say), say
+    )
     say(f"wrote {manifest['total']} samples to {out_dir}")
     return manifest
 

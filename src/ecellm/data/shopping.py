@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -151,15 +150,9 @@ def build_shopping(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise InputError(f"seed must be an integer, got {seed!r}", field="seed")
     modules = family_configs(cfg)
-    outdir.check_out_dir(out_dir)
-    target = out_dir.resolve()
-    stage = outdir.make_stage(target, say)
-    try:
-        manifest = _build_into(stage, raw_dir, cfg, modules, seed, say)
-        outdir.swap_in(stage, target, say)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+    manifest = outdir.build_staged(
+        out_dir, lambda stage: _build_into(stage, raw_dir, cfg, modules, seed, say), say
+    )
     say(f"wrote {manifest['total']} shopping records to {out_dir}")
     return manifest
 

@@ -115,3 +115,11 @@ def open_backend(
 def refuse(name: str, setting: str, value: Any) -> InputError:
     """The error a backend raises for a common setting it cannot honour."""
     return InputError(f"backend {name!r} does not support {setting} {value!r}", field=setting)
+
+
+def refuse_fixed(name: str, *, adapter: str | None, dtype: str) -> None:
+    """For backends whose weights and precision are fixed elsewhere (a GGUF file, a remote
+    server): refuse an adapter or a dtype other than ``auto``."""
+    for setting, value, default in (("adapter", adapter, None), ("dtype", dtype, "auto")):
+        if value != default:
+            raise refuse(name, setting, value)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.errors import InputError
-from ecellm.infer.backends import MissingDependency, refuse
+from ecellm.infer.backends import MissingDependency, refuse_fixed
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.structured import to_gbnf
 
@@ -90,12 +90,7 @@ class LlamaCppBackend:
         """Open a ``.gguf`` file, or the GGUF of an embedded model name (e.g. ``gemma3-270m``).
         A GGUF's weights and precision are fixed, so ``adapter`` and ``dtype`` are refused;
         requests run one at a time, so ``batch_size`` (a hint) is ignored."""
-        for setting, value, default in (
-            ("adapter", adapter, None),
-            ("dtype", dtype, "auto"),
-        ):
-            if value != default:
-                raise refuse(cls.name, setting, value)
+        refuse_fixed(cls.name, adapter=adapter, dtype=dtype)
         if model is None:
             raise InputError("the llamacpp backend needs a .gguf file or a GGUF model name", field="model")
         from ecellm.models.registry import resolve_model

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from ecellm.errors import EnvironmentProblem, InputError
-from ecellm.infer.backends import refuse
+from ecellm.infer.backends import refuse_fixed
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.structured import to_gbnf, to_regex
 from ecellm.serve.security import is_loopback
@@ -211,12 +211,7 @@ class OpenAIBackend:
         """Talk to the server's ``model``. The server owns weights and precision, so ``adapter``
         and ``dtype`` are refused; parallelism is ``concurrency``, so ``batch_size`` (a hint)
         is ignored."""
-        for setting, value, default in (
-            ("adapter", adapter, None),
-            ("dtype", dtype, "auto"),
-        ):
-            if value != default:
-                raise refuse(cls.name, setting, value)
+        refuse_fixed(cls.name, adapter=adapter, dtype=dtype)
         if not model:
             raise InputError("the openai backend needs the server's model name", field="model")
         return cls(str(model), **kw)
