@@ -72,6 +72,11 @@ TRAIN_DATA: dict[str, Any] = {
     "max_val_samples": 24,
     "balance_labels": True,
 }
+# Per-task answer offsets (ecellm.offsets): fitted after training on this many IND validation
+# samples of each choice task, shipped in the adapter (offsets.json) and so applied by default to
+# the tuned model's choice scoring; the base gets offsets fitted the same way for comparison.
+OFFSET_TASKS = ("PM", "PSI", "AP", "PRP", "SA", "MPC")
+VAL_PER_TASK = 24
 
 
 
@@ -204,6 +209,35 @@ def interval_lines(
     return lines
 
 
+def offsets_section(
+    subset: list[Sample], out: Path, fitted: dict[str, Any], tuned: dict[str, str], seed: int
+) -> str:
+    """The disclosure of the answer offsets: what was fitted on validation, and the tuned model
+    against the base with offsets fitted the same way (the share due to the tuned weights)."""
+    from ecellm.evaluate import evaluate
+    from ecellm.io import iter_jsonl
+    from ecellm.offsets import apply_offsets, offsets_of
+
+    recs = [r for _, r in iter_jsonl(out / "base.auto.predictions.jsonl")]
+    fixed = {r["id"]: r["prediction"] for r in apply_offsets(recs, offsets_of(fitted["base"]))}
+    table, _ = compare_table(evaluate(subset, fixed, mode=SCORING), evaluate(subset, tuned, mode=SCORING))
+    lines = [
+        "[quickstart] answer offsets (fitted on validation samples only, added to the choice scores):",
+        *(
+            f"  {who:<5} {task:<4} {f['offsets'] or 'none'} "
+            f"(val {f['val_before']:.3f} -> {f['val_after']:.3f})"
+            for who in ("base", "tuned")
+            for task, f in sorted(fitted[who]["tasks"].items())
+        ),
+        "default decoding, tuned (with offsets) vs the base with offsets fitted the same way:",
+        table,
+        *interval_lines(subset, fixed, tuned, seed),
+        "answers of the yes/no tasks (base with offsets vs tuned):",
+        *label_lines(subset, fixed, tuned),
+    ]
+    return "\n".join(lines)
+
+
 def run_quickstart(
     raw_dir: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str] = "runs/quickstart",
@@ -216,6 +250,7 @@ def run_quickstart(
     """Run the demo end to end; returns paths and the IND/OOD means before and after tuning."""
     from ecellm.data.loaders import load_samples
     from ecellm.data.pipeline import build_dataset
+    from ecellm.offsets import fit_with_model, write_offsets
     from ecellm.report import make_report
     from ecellm.train.run import train
 
@@ -253,6 +288,16 @@ def run_quickstart(
         recipe["max_steps"] = max_steps
     typer.echo(f"[quickstart] LoRA-tuning {MODEL} for {recipe['max_steps']} steps ({recipe['precision']})")
     adapter = train(recipe)
+    val = load_samples(str(data), tasks=list(OFFSET_TASKS), settings=[IND], splits=["val"])
+    val = pick_subset(val, VAL_PER_TASK, seed)
+    typer.echo(f"[quickstart] fitting answer offsets on {len(val)} validation samples (base and tuned)")
+    fitted = {
+        who: fit_with_model(
+            val, out / f"{who}.val.predictions.jsonl", model=MODEL, adapter=ad, template="alpaca"
+        )
+        for who, ad in (("base", None), ("tuned", str(adapter)))
+    }
+    write_offsets(adapter, fitted["tuned"])  # shipped with the adapter: predict applies it by default
     after = {
         mode: _predict_and_score(
             subset, out / f"tuned.{mode}.predictions.jsonl", str(adapter), f"{MODEL} + LoRA", mode
@@ -264,12 +309,15 @@ def run_quickstart(
         (b_res, b_pred), (a_res, a_pred) = before[mode], after[mode]
         table, means[mode] = compare_table(b_res, a_res)
         sections.append(
-            f"[quickstart] before/after, {label} (--mode {mode}), {SCORING} scoring:\n{table}\n"
+            f"[quickstart] before/after, {label} (--mode {mode}), {SCORING} scoring"
+            + (" (tuned: with its answer offsets)" if mode == "auto" else "")
+            + f":\n{table}\n"
             f"paired 95% bootstrap intervals (tuned - base, {RESAMPLES} resamples, seed {seed}):\n"
             + "\n".join(interval_lines(subset, b_pred, a_pred, seed))
             + "\nanswers of the yes/no tasks:\n"
             + "\n".join(label_lines(subset, b_pred, a_pred))
         )
+    sections.append(offsets_section(subset, out, fitted, after["auto"][1], seed))
     text = "\n\n".join(sections)
     from ecellm.io import atomic_open
 

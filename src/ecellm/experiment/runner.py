@@ -25,7 +25,15 @@ from ecellm.io import write_json
 from ecellm.tasks import all_tasks, get_task
 
 # Seconds per work unit before anything was measured (2-core CPU, SmolLM2-135M; docs/experiments.md).
-PRIOR_RATES = {"data": 240.0, "testset": 5.0, "train": 0.6, "predict": 0.4, "evaluate": 0.02, "report": 15.0}
+PRIOR_RATES = {
+    "data": 240.0,
+    "testset": 5.0,
+    "train": 0.6,
+    "predict": 0.4,
+    "offsets": 0.4,
+    "evaluate": 0.02,
+    "report": 15.0,
+}
 
 
 def slug(text: str) -> str:
@@ -155,6 +163,34 @@ class Plan:
                 ),
             )
         )
+        self._evaluate(model, run, task, tag, f"predict/{tag}", tasks, n)
+        off = self.cfg.offsets
+        if task is None and (run == "base" or run in off.runs):
+            self._add(
+                S.Step(
+                    f"offsets/{tag}",
+                    "offsets",
+                    off.per_task * len(off.tasks),
+                    {**pconf, "offsets": off.model_dump(), "seed": self.cfg.seed},
+                    ["data", f"predict/{tag}"] + ([adapter_step] if adapter_step else []),
+                    S.offsets_run(
+                        self.data_path,
+                        lambda: self.folder(f"predict/{tag}"),
+                        model=model.model,
+                        adapter=adapter,
+                        template=template,
+                        section=off.model_dump(),
+                        predict=self.cfg.predict.model_dump(),
+                        seed=self.cfg.seed,
+                    ),
+                )
+            )
+            self._evaluate(model, f"{run}+offsets", None, f"{tag}+offsets", f"offsets/{tag}", tasks, n)
+
+    def _evaluate(
+        self, model: ModelEntry, run: str, task: str | None, tag: str, preds: str, tasks: list[str], n: int
+    ) -> None:
+        """The evaluate step of one prediction set (the folder of step ``preds``) and its report entry."""
         ev = self.cfg.evaluate.model_dump()
         self._add(
             S.Step(
@@ -162,8 +198,8 @@ class Plan:
                 "evaluate",
                 n * len(ev["modes"]),
                 {"evaluate": ev, "tasks": tasks},
-                ["testset", f"predict/{tag}"],
-                S.evaluate_run(self._tests, lambda: self.folder(f"predict/{tag}"), tasks, ev),
+                ["testset", preds],
+                S.evaluate_run(self._tests, lambda: self.folder(preds), tasks, ev),
             )
         )
         self.entries.append(

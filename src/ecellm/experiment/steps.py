@@ -199,3 +199,45 @@ def evaluate_run(
         return tree_hash(written, folder)
 
     return run
+
+
+def offsets_run(
+    data: Callable[[], str],
+    raw_preds: Callable[[], Path],
+    *,
+    model: str,
+    adapter: Callable[[], str | None],
+    template: str,
+    section: dict[str, Any],
+    predict: dict[str, Any],
+    seed: int,
+) -> Callable:
+    """Fit per-task answer offsets on validation choice scores (:mod:`ecellm.offsets`) and write
+    the test predictions re-decided under them; the model runs on the validation samples only."""
+
+    def run(folder: Path, resumed: bool) -> str:
+        from ecellm.data.loaders import load_samples
+        from ecellm.io import iter_jsonl
+        from ecellm.offsets import apply_offsets, fit_with_model, offsets_of, write_offsets
+
+        setting = section["setting"]
+        val = load_samples(data(), tasks=section["tasks"], settings=[setting], splits=["val"])
+        picked = pick_tests(val, {setting: section["per_task"]}, seed)
+        if not picked:
+            raise InputError(f"no validation samples in {setting}", file=data(), field="offsets.tasks")
+        fitted = fit_with_model(
+            picked,
+            folder / "val.predictions.jsonl",
+            model=model,
+            adapter=adapter(),
+            template=template,
+            backend=predict["backend"],
+            batch_size=predict["batch_size"],
+            mode=predict["mode"],
+        )
+        write_offsets(folder, fitted)
+        test = [r for _, r in iter_jsonl(raw_preds() / "predictions.jsonl")]
+        write_jsonl(folder / "predictions.jsonl", apply_offsets(test, offsets_of(fitted)))
+        return tree_hash([folder / "predictions.jsonl", folder / "offsets.json"], folder)
+
+    return run

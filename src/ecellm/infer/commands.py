@@ -42,6 +42,12 @@ def predict_cmd(
         "--calibrate",
         help="Choice tasks: correct each answer's score by its score on a content-free input.",
     ),
+    offsets: str | None = typer.Option(
+        None,
+        "--offsets",
+        help="Choice tasks: per-task answer offsets file (default: the adapter's offsets.json, if any).",
+    ),
+    no_offsets: bool = typer.Option(False, "--no-offsets", help="Ignore the adapter's offsets.json."),
     resume: bool = typer.Option(
         False, "--resume", help="Continue an interrupted run: skip ids already in --out."
     ),
@@ -111,6 +117,7 @@ def predict_cmd(
         decoding=decoding,
         seed=seed,
         calibrate=calibrate,
+        offsets=False if no_offsets else offsets,
         resume=resume,
         overwrite=overwrite,
         batch_size=batch_size,

@@ -43,6 +43,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # Settings that must match the earlier manifest for --resume to continue a run.
 RESUME_KEYS = (
     "calibrate",
+    "offsets",
     "data_sha256",
     "model",
     "adapter",
@@ -87,7 +88,7 @@ def make_requests(
 
 
 def to_record(sample: Sample, c: Completion) -> dict[str, Any]:
-    return {
+    rec = {
         "id": sample.id,
         "task": sample.task,
         "setting": sample.setting,
@@ -98,6 +99,9 @@ def to_record(sample: Sample, c: Completion) -> dict[str, Any]:
         "completion_tokens": c.completion_tokens,
         "latency_s": c.latency_s,
     }
+    if c.choice_logprobs:  # kept so that answer offsets can be fitted and applied later
+        rec["choice_scores"] = c.choice_logprobs
+    return rec
 
 
 def run_records(
@@ -303,6 +307,7 @@ def predict(
     decoding: str = "greedy",
     seed: int = SEED,
     calibrate: bool = False,
+    offsets: bool | str | os.PathLike[str] | None = None,
 ) -> Path:
     """Predict every sample into ``out`` (JSONL); returns ``out``.
 
@@ -316,6 +321,9 @@ def predict(
     ``decoding`` is a preset of :mod:`ecellm.infer.decoding` (``greedy`` or ``reference``).
     ``calibrate`` corrects choice scores by their scores on a content-free input
     (:mod:`ecellm.infer.calibration`; recorded as ``config.calibrate`` when on).
+    ``offsets``: per-task answer offsets for choice scoring (:mod:`ecellm.offsets`): None (the
+    default) applies the adapter's ``offsets.json`` when it ships one, False never, a path that
+    file; recorded as ``config.offsets`` (the file's hash) when applied.
     """
     from ecellm.infer import decoding as presets
     from ecellm.infer.template import resolve_template
@@ -363,6 +371,11 @@ def predict(
     }
     if calibrate:
         config["calibrate"] = True
+    offsets_file = _offsets_file(offsets, adapter)
+    if offsets_file is not None:
+        from ecellm.io import sha256_file
+
+        config["offsets"] = {"path": _spec(str(offsets_file)), "sha256": sha256_file(offsets_file)}
     existing = out.exists() and out.stat().st_size > 0
     if existing and resume:
         check_resume(out, config)
@@ -393,6 +406,10 @@ def predict(
         from ecellm.infer.calibration import calibrate as calibrated
 
         engine = calibrated(engine, samples, all_requests, template)
+    if offsets_file is not None:
+        from ecellm.offsets import OffsetBackend, read_offsets
+
+        engine = OffsetBackend(engine, read_offsets(offsets_file))
     info = {"modes": modes_by_task(all_requests), "n_samples": len(samples), "resumed_done": len(done)}
 
     def manifest(**extra: Any) -> None:
@@ -434,6 +451,23 @@ def predict(
         samples_per_s=round(written / elapsed, 4) if elapsed > 0 else None,
     )
     return out
+
+
+def _offsets_file(offsets: bool | str | os.PathLike[str] | None, adapter: str | None) -> Path | None:
+    """The offsets file to apply (see :func:`predict`), or None."""
+    if offsets is None or offsets is True:
+        from ecellm.offsets import find_offsets
+
+        found = find_offsets(adapter)
+        if found is None and offsets is True:
+            raise InputError("the adapter ships no offsets.json", file=str(adapter), field="offsets")
+        return found
+    if offsets is False:
+        return None
+    path = Path(offsets)
+    if not path.is_file():
+        raise InputError("offsets file not found", file=str(path), field="offsets")
+    return path
 
 
 class _progress:
