@@ -59,6 +59,9 @@ class RunEntry(_Strict):
     kind: Literal["generalist", "task_specific"] = "generalist"
     settings: list[str] = Field(default_factory=lambda: [IND])
     train: dict[str, Any] = Field(default_factory=dict)
+    # the test settings this run predicts (None = all of data.test_sizes): a run that fills only
+    # Table 4 needs the unseen-instruction sets, a task-specific run only Table 5's IND set
+    test_settings: list[str] | None = None
 
 
 class PredictSection(_Strict):

@@ -49,9 +49,11 @@ def _train_units(recipe: dict[str, Any], n_tasks: int) -> float:
     return float(cap * n_tasks * recipe.get("epochs", 3.0))
 
 
-def _test_count(cfg: ExperimentConfig, tasks: list[str]) -> int:
+def _test_count(cfg: ExperimentConfig, tasks: list[str], settings: list[str] | None = None) -> int:
     total = 0
     for setting, k in cfg.data.test_sizes.items():
+        if settings is not None and setting not in settings:
+            continue
         eligible = [t for t in tasks if get_task(t).has_ood or not setting.startswith("OOD")]
         caps = {get_task(t).abbr: v for t, v in cfg.data.task_test_caps.items()}
         total += sum(min(k if k is not None else 500, caps.get(t, 10**9)) for t in eligible)
@@ -127,13 +129,19 @@ class Plan:
         return self.folder("testset")
 
     def _score(
-        self, model: ModelEntry, run: str, task: str | None, template: str, adapter_step: str | None
+        self,
+        model: ModelEntry,
+        run: str,
+        task: str | None,
+        template: str,
+        adapter_step: str | None,
+        settings: list[str] | None = None,
     ) -> None:
-        """Predict and evaluate steps for one (model, run[, task])."""
+        """Predict and evaluate steps for one (model, run[, task]) on ``settings`` (None = all)."""
         mslug = slug(model.name)
         tag = f"{mslug}/{run}" + (f"-{task}" if task else "")
         tasks = [task] if task else self.tasks
-        n = _test_count(self.cfg, tasks)
+        n = _test_count(self.cfg, tasks, settings)
 
         def adapter() -> str | None:
             return str(self.folder(adapter_step) / "model") if adapter_step else None
@@ -144,6 +152,8 @@ class Plan:
             "tasks": tasks,
             "predict": self.cfg.predict.model_dump(),
         }
+        if settings is not None:
+            pconf["settings"] = settings
         deps = ["testset"] + ([adapter_step] if adapter_step else [])
         self._add(
             S.Step(
@@ -160,12 +170,13 @@ class Plan:
                     tasks=tasks,
                     predict=self.cfg.predict.model_dump(),
                     progress=self._progress,
+                    settings=settings,
                 ),
             )
         )
-        self._evaluate(model, run, task, tag, f"predict/{tag}", tasks, n)
+        self._evaluate(model, run, task, tag, f"predict/{tag}", tasks, n, settings)
         off = self.cfg.offsets
-        if task is None and (run == "base" or run in off.runs):
+        if task is None and off.runs and (run == "base" or run in off.runs):
             self._add(
                 S.Step(
                     f"offsets/{tag}",
@@ -185,10 +196,18 @@ class Plan:
                     ),
                 )
             )
-            self._evaluate(model, f"{run}+offsets", None, f"{tag}+offsets", f"offsets/{tag}", tasks, n)
+            self._evaluate(model, f"{run}+offsets", None, f"{tag}+offsets", f"offsets/{tag}", tasks, n, settings)
 
     def _evaluate(
-        self, model: ModelEntry, run: str, task: str | None, tag: str, preds: str, tasks: list[str], n: int
+        self,
+        model: ModelEntry,
+        run: str,
+        task: str | None,
+        tag: str,
+        preds: str,
+        tasks: list[str],
+        n: int,
+        settings: list[str] | None = None,
     ) -> None:
         """The evaluate step of one prediction set (the folder of step ``preds``) and its report entry."""
         ev = self.cfg.evaluate.model_dump()
@@ -197,9 +216,9 @@ class Plan:
                 f"evaluate/{tag}",
                 "evaluate",
                 n * len(ev["modes"]),
-                {"evaluate": ev, "tasks": tasks},
+                {"evaluate": ev, "tasks": tasks} | ({"settings": settings} if settings is not None else {}),
                 ["testset", preds],
-                S.evaluate_run(self._tests, lambda: self.folder(preds), tasks, ev),
+                S.evaluate_run(self._tests, lambda: self.folder(preds), tasks, ev, settings),
             )
         )
         self.entries.append(
@@ -228,7 +247,7 @@ class Plan:
                         S.train_run(recipe, self.data_path, self.cfg.launcher),
                     )
                 )
-                self._score(model, run.name, task, recipe.get("template", "alpaca"), name)
+                self._score(model, run.name, task, recipe.get("template", "alpaca"), name, run.test_settings)
 
 
 def _fmt_minutes(seconds: float) -> str:

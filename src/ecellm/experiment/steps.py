@@ -131,10 +131,12 @@ def train_run(recipe: dict[str, Any], data: Callable[[], str], launcher: list[st
     return run
 
 
-def load_tests(folder: Path, tasks: list[str] | None = None) -> list[Sample]:
+def load_tests(
+    folder: Path, tasks: list[str] | None = None, settings: list[str] | None = None
+) -> list[Sample]:
     from ecellm.data.loaders import load_samples
 
-    return load_samples(folder / "test.jsonl", tasks=tasks)
+    return load_samples(folder / "test.jsonl", tasks=tasks, settings=settings)
 
 
 def predict_run(
@@ -146,11 +148,12 @@ def predict_run(
     tasks: list[str] | None,
     predict: dict[str, Any],
     progress: bool,
+    settings: list[str] | None = None,
 ) -> Callable:
     def run(folder: Path, resumed: bool) -> str:
         from ecellm.infer.predict import predict as do_predict
 
-        samples = load_tests(tests(), tasks)
+        samples = load_tests(tests(), tasks, settings)
         out = folder / "predictions.jsonl"
         do_predict(
             samples,
@@ -171,14 +174,18 @@ def predict_run(
 
 
 def evaluate_run(
-    tests: Callable[[], Path], preds: Callable[[], Path], tasks: list[str] | None, ev: dict[str, Any]
+    tests: Callable[[], Path],
+    preds: Callable[[], Path],
+    tasks: list[str] | None,
+    ev: dict[str, Any],
+    settings: list[str] | None = None,
 ) -> Callable:
     """Every scoring mode, with bootstrap replicates (for paired differences) and sample logs."""
 
     def run(folder: Path, resumed: bool) -> str:
         from ecellm.evaluate import evaluate, load_predictions
 
-        samples = load_tests(tests(), tasks)
+        samples = load_tests(tests(), tasks, settings)
         texts = load_predictions(preds() / "predictions.jsonl", samples)
         written = []
         for mode in ev["modes"]:
