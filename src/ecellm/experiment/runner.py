@@ -196,7 +196,9 @@ class Plan:
                     ),
                 )
             )
-            self._evaluate(model, f"{run}+offsets", None, f"{tag}+offsets", f"offsets/{tag}", tasks, n, settings)
+            self._evaluate(
+                model, f"{run}+offsets", None, f"{tag}+offsets", f"offsets/{tag}", tasks, n, settings
+            )
 
     def _evaluate(
         self,
