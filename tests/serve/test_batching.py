@@ -9,7 +9,7 @@ import time
 import pytest
 
 from ecellm.infer.base import Completion, Request
-from ecellm.serve.batching import Batcher
+from ecellm.serve.batching import Batcher, ServerClosing
 from ecellm.serve.metrics import Metrics
 
 
@@ -160,3 +160,41 @@ def test_cancelled_callers_are_not_run():
 def test_call_runs_on_the_model_thread(enabled):
     batcher = Batcher(Recorder(), enabled=enabled)
     assert asyncio.run(batcher.call(lambda: threading.current_thread().name)) == "ecellm-model_0"
+
+
+class Gate(Recorder):
+    """A recorder whose calls wait until the test opens the gate (no sleeps, no timing)."""
+
+    def __init__(self) -> None:
+        super().__init__(delay=0.0)
+        self.started, self.release = threading.Event(), threading.Event()
+
+    def run(self, requests):
+        self.started.set()
+        assert self.release.wait(60), "the test never opened the gate"
+        yield from super().run(requests)
+
+
+def test_closing_the_queue_fails_queued_callers_at_once_and_lets_the_running_call_finish():
+    backend = Gate()
+    batcher = Batcher(backend, enabled=False, window_s=0.0)
+
+    async def main():
+        running = asyncio.ensure_future(batcher.run([req("running")]))
+        queued = [asyncio.ensure_future(batcher.run([req(f"queued{i}")])) for i in range(3)]
+        while not backend.started.is_set():
+            await asyncio.sleep(0.01)
+        assert batcher.close_queue() == 3
+        # the queued callers are answered while the model call is still held at the gate
+        for q in queued:
+            with pytest.raises(ServerClosing):
+                await q
+        assert not running.done() and not backend.release.is_set()
+        with pytest.raises(ServerClosing):  # and nobody new gets in
+            await batcher.run([req("late")])
+        backend.release.set()
+        return await running
+
+    (done,) = asyncio.run(main())
+    assert done.text == "RUNNING"
+    assert [[r.prompt for r in c] for c in backend.calls] == [["running"]]  # the queue never ran

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ecellm.models.loading import LoadedModel
-from ecellm.serve.batching import Batcher
+from ecellm.serve.batching import Batcher, ServerClosing
 from ecellm.serve.engine import Engine
 from ecellm.serve.metrics import Metrics
 from ecellm.serve.middleware import BodyLimit, RecordMetrics
@@ -44,6 +44,7 @@ _KINDS = {
     405: ("invalid_request_error", "method_not_allowed"),
     413: ("invalid_request_error", "request_too_large"),
     500: ("server_error", "internal_error"),
+    503: ("server_error", "server_shutting_down"),
 }
 
 
@@ -127,6 +128,12 @@ def create_app(
     app.state.batcher = batcher
     app.state.backend = backend
     app.state.template = choice  # the task router derives its prompts' template from it
+
+    @app.exception_handler(ServerClosing)
+    async def _closing(_: Request, exc: ServerClosing) -> JSONResponse:  # queued at shutdown
+        response = _error(503, str(exc))
+        response.headers["Retry-After"] = "1"
+        return response
 
     def check_model(requested: str | None) -> None:
         if requested is not None and requested != name:

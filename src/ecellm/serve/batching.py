@@ -22,6 +22,11 @@ near-tie token; ``ecellm predict`` batches the same way.
 A caller's failure stays its own: when a merged call raises, each caller is re-run alone.
 Scoring and any other model work go through :meth:`Batcher.call` on the same thread, so no
 two forward passes ever overlap.
+
+Shutting down (:meth:`Batcher.close_queue`, called when the server starts to stop): every caller
+still queued, and every later one, gets :class:`ServerClosing` (the server answers 503) at once,
+instead of the server waiting for the whole queue to be decoded one batch after another; only
+the model call already running finishes.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ log = logging.getLogger(__name__)
 
 # (index of the request in its caller's list, new token id), called on the event loop
 TokenCallback = Callable[[int, int], None]
+
+
+class ServerClosing(RuntimeError):
+    """The server is shutting down: the request was not (and will not be) run."""
 
 
 @dataclass
@@ -81,6 +90,7 @@ class Batcher:
         self._pending: list[_Job] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self._listeners: dict[str, tuple[_Job, int]] = {}  # model thread only
+        self.closing = False
 
     # -- public API ---------------------------------------------------------------------------
     async def run(
@@ -93,6 +103,8 @@ class Batcher:
         """
         if not requests:
             return []
+        if self.closing:
+            raise ServerClosing("the server is shutting down; retry later")
         loop = asyncio.get_running_loop()
         job = _Job(list(requests), loop.create_future(), loop, seed, on_token)
         self._pending.append(job)
@@ -105,7 +117,18 @@ class Batcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: fn(*args, **kw))
 
+    def close_queue(self) -> int:
+        """Refuse new callers and fail the queued ones with :class:`ServerClosing` (the model
+        call already running finishes); returns how many callers were failed. Event loop only."""
+        self.closing = True
+        jobs, self._pending = self._pending, []
+        exc = ServerClosing("the server is shutting down; the request was not run")
+        for job in jobs:
+            _fail(job, exc)
+        return len(jobs)
+
     def close(self) -> None:
+        self.close_queue()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- dispatching (event loop) -----------------------------------------------------------

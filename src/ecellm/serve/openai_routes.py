@@ -25,7 +25,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from ecellm.infer.base import Completion, Request
-from ecellm.serve.batching import Batcher
+from ecellm.serve.batching import Batcher, ServerClosing
 from ecellm.serve.engine import Engine, cut_at_stop
 from ecellm.serve.metrics import Metrics
 from ecellm.serve.schemas import ChatRequest, CompletionRequest
@@ -141,13 +141,14 @@ def build_router(
                 task.cancel()
                 raise
             except Exception as exc:  # after the headers went out: report in-band, then end
+                closing = isinstance(exc, ServerClosing)
                 yield event(
                     {
                         "error": {
-                            "message": f"generation failed ({type(exc).__name__})",
+                            "message": str(exc) if closing else f"generation failed ({type(exc).__name__})",
                             "type": "server_error",
                             "param": None,
-                            "code": "internal_error",
+                            "code": "server_shutting_down" if closing else "internal_error",
                         }
                     }
                 )

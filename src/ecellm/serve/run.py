@@ -3,6 +3,11 @@
 The background form exists so that a test, a notebook or a benchmark can start a real HTTP
 server on a free localhost port, point an OpenAI client at it and shut it down again, without
 a subprocess and without loading the model twice.
+
+Both run :class:`DrainingServer`: uvicorn's graceful shutdown waits for every request in flight,
+and with a queue of requests waiting for the model that meant decoding all of them first (minutes
+under load). Here the queue is failed with a JSON 503 as soon as shutdown starts, and only the
+model call already running is waited for.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import threading
 import time
 from typing import Any
+
+import uvicorn
 
 from ecellm.serve.security import check_bind, resolve_token
 
@@ -26,14 +33,23 @@ def serve(
     **app_kw: Any,
 ) -> None:
     """Load the model and serve it until interrupted; refuses public binds without a token."""
-    import uvicorn
-
     from ecellm.serve.app import create_app
 
     secret = resolve_token(token)
     check_bind(host, secret)  # before loading the model: fail fast on a bad command line
     app = create_app(model_spec, adapter=adapter, token=secret, served_name=served_name, **app_kw)
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    DrainingServer(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server that, when shutdown starts, fails the requests still queued for the
+    model (503) before waiting for the ones in flight (see the module docstring)."""
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        batcher = getattr(getattr(self.config.app, "state", None), "batcher", None)
+        if batcher is not None and hasattr(batcher, "close_queue"):
+            batcher.close_queue()
+        await super().shutdown(sockets)
 
 
 class BackgroundServer:
@@ -52,13 +68,11 @@ class BackgroundServer:
         token: str | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
-        import uvicorn
-
         check_bind(host, resolve_token(token))
         self.host = host
         self._timeout = startup_timeout
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
+        self._server = DrainingServer(config)
         self._thread = threading.Thread(target=self._server.run, name="ecellm-serve", daemon=True)
         self.port: int = port
 
