@@ -23,6 +23,8 @@ def test_ranking_records(raw_dir):
             assert len(set(it.products)) == 5
     it = items["test"][0]
     assert gold_text(it.record["output_field"])  # the truth reads back as a perfect answer
+    # the balance table counts the trained target's first item
+    assert it.label == "target starts with " + gold_text(it.record["output_field"]).split(",")[0]
     for key in ("products", "queries"):
         seen = {s: {k for i in items[s] for k in getattr(i, key)} for s in items}
         assert _disjoint(seen)

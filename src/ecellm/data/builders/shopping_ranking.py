@@ -24,6 +24,7 @@ from ecellm.data.builders.shopping_common import (
     record,
 )
 from ecellm.data.splits import SPLIT_NAMES, rng
+from ecellm.tasks.shopbench.ranking import gold_text
 
 TASK_NAME = "query-product-ranking"
 GAINS = {"E": 1.0, "S": 0.1, "C": 0.01, "I": 0.0}
@@ -73,7 +74,7 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> ShopResult:
             if len(set(titles)) < k:
                 result.dropped[_DUP] += 1
                 continue
-            best = gains.index(max(gains)) + 1
+            first = gold_text(gains).split(",")[0]  # the balance of what is trained on
             items.append(
                 ShopItem(
                     record=record(
@@ -87,7 +88,7 @@ def build(raw_dir: Path, config: dict[str, Any], seed: int) -> ShopResult:
                     fields={"query": shown[0]["query"], "products": titles},
                     gold=",".join(str(g) for g in gains),
                     leak_key=shown[0]["query"],
-                    label=f"best at {best}",
+                    label=f"target starts with {first}",
                     products=tuple(p["product_id"] for p in shown),
                     queries=(str(shown[0]["query_id"]),),
                 )
