@@ -9,6 +9,7 @@ import time
 import pytest
 
 from ecellm.infer.base import Completion, Request
+from ecellm.serve import batching
 from ecellm.serve.batching import Batcher, ServerClosing
 from ecellm.serve.metrics import Metrics
 
@@ -198,3 +199,41 @@ def test_closing_the_queue_fails_queued_callers_at_once_and_lets_the_running_cal
     (done,) = asyncio.run(main())
     assert done.text == "RUNNING"
     assert [[r.prompt for r in c] for c in backend.calls] == [["running"]]  # the queue never ran
+
+
+def test_the_window_is_extended_while_callers_keep_arriving(monkeypatch):
+    backend = Recorder(delay=0.0)
+    batcher = Batcher(backend, window_s=0.05, max_wait_s=30.0)
+    callers: list[asyncio.Future] = []
+    windows: list[int] = []
+
+    async def window(seconds: float) -> None:  # one more caller arrives in each of 4 windows
+        windows.append(len(batcher._pending))
+        if len(windows) <= 4:
+            callers.append(asyncio.ensure_future(batcher.run([req(f"late{len(windows)}")])))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(batching, "_sleep", window)
+
+    async def main():
+        callers.append(asyncio.ensure_future(batcher.run([req("first")])))
+        await asyncio.sleep(0)
+        while len(callers) < 5 or not all(c.done() for c in callers):
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert windows == [1, 2, 3, 4, 5]  # waited until a window passed without a newcomer
+    assert [len(c) for c in backend.calls] == [5]
+
+
+def test_a_call_holds_no_more_rows_than_the_backend_decodes_at_once():
+    class SixRows(Recorder):
+        def rows_per_batch(self, mode):
+            return 6
+
+    backend = SixRows(delay=0.0)
+    batcher = Batcher(backend, max_rows=64)
+    assert batcher.max_rows == 6
+    asyncio.run(gather_callers(batcher, [[req(f"a{i}"), req(f"b{i}")] for i in range(5)]))
+    assert [len(c) for c in backend.calls] == [6, 4]

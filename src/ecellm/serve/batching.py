@@ -9,8 +9,14 @@ dispatcher per event loop takes everything that is queued (whole callers, up to 
 prompts), hands it to the backend in one ``run`` call on the single model thread, and hands
 each caller its completions as soon as its own rows are done. While the model is busy, new
 callers pile up and form the next batch; when it is idle, the first caller waits ``window_s``
-so that callers arriving together share a batch. ``enabled=False`` runs one caller per model
-call (the serialised baseline the benchmark compares against).
+so that callers arriving together share a batch, and the wait is extended window by window
+while callers keep arriving (a burst of 60 clients can take longer than one window to reach
+the server on a busy machine, and a burst split in two costs a second set of decode steps), up
+to ``max_wait_s`` or until a call's rows are full. A call never holds more rows than the
+backend decodes in one ``generate`` (its ``rows_per_batch``): 64 rows against a 60-row
+backend batch ran as 60 rows plus a 4-row batch that cost nearly as much as the 60.
+``enabled=False`` runs one caller per model call (the serialised baseline the benchmark
+compares against).
 
 Only requests that decode alike share a backend call: the same mode, sampling parameters and
 (for free generation) stop strings, because the ``hf`` backend applies the first row's sampling
@@ -48,6 +54,9 @@ log = logging.getLogger(__name__)
 TokenCallback = Callable[[int, int], None]
 
 
+_sleep = asyncio.sleep  # the batching window's wait (tests drive it without a clock)
+
+
 class ServerClosing(RuntimeError):
     """The server is shutting down: the request was not (and will not be) run."""
 
@@ -79,12 +88,16 @@ class Batcher:
         enabled: bool = True,
         max_rows: int = 64,
         window_s: float = 0.02,
+        max_wait_s: float = 0.25,
         metrics: Metrics | None = None,
     ) -> None:
         self.backend = backend
         self.enabled = enabled
-        self.max_rows = max(1, int(max_rows))
+        per_generate = getattr(backend, "rows_per_batch", None)
+        limit = int(per_generate("generate")) if callable(per_generate) else int(max_rows)
+        self.max_rows = max(1, min(int(max_rows), limit))
         self.window_s = max(0.0, float(window_s))
+        self.max_wait_s = max(self.window_s, float(max_wait_s))
         self.metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ecellm-model")
         self._pending: list[_Job] = []
@@ -135,7 +148,7 @@ class Batcher:
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         if self.window_s and self.enabled:
-            await asyncio.sleep(self.window_s)
+            await self._gather_window(loop)
         while self._pending:
             jobs = self._take()
             if not jobs:
@@ -147,6 +160,20 @@ class Batcher:
             except Exception as exc:  # the executor itself failed (shut down): fail the callers
                 for job in jobs:
                     _fail(job, exc)
+
+    async def _gather_window(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait ``window_s``, and again while callers keep arriving (see the module doc)."""
+        start = loop.time()
+        while True:
+            seen = len(self._pending)
+            await _sleep(self.window_s)
+            rows = sum(len(j.requests) for j in self._pending)
+            if (
+                len(self._pending) == seen
+                or rows >= self.max_rows
+                or loop.time() - start + self.window_s > self.max_wait_s
+            ):
+                return
 
     def _take(self) -> list[_Job]:
         """The next model call's callers: the first one, then more while rows fit."""
