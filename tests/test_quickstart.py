@@ -83,3 +83,32 @@ def test_demo_recipe_weighs_each_answer_equally_and_the_yes_no_tasks_most():
     yes_no = [t for t in weights if get_task(t).answer_kind == "yes_no"]
     assert sorted(yes_no) == ["AP", "PM", "PSI"]
     assert min(weights[t] for t in yes_no) > max(w for t, w in weights.items() if t not in yes_no)
+
+
+def test_offsets_section_discloses_offsets_and_compares_with_the_base_under_its_own(tmp_path):
+    """The demo prints the fitted offsets and the tuned model against the base with offsets
+    fitted the same way (re-decided from the base's recorded choice scores)."""
+    import json
+
+    from ecellm.data.schema import Sample
+    from ecellm.quickstart import offsets_section
+
+    subset = [
+        Sample(id=f"PM-{i}", task="PM", instruction="Same? yes/no", input="x", output=o, split="test")
+        for i, o in enumerate(["yes", "no", "yes", "no"])
+    ]
+    recs = [
+        {"id": s.id, "task": "PM", "setting": IND, "prediction": "yes", "raw": "yes",
+         "choice_scores": {"yes": -0.5, "no": -0.9 if s.output == "yes" else -0.6}}
+        for s in subset
+    ]
+    (tmp_path / "base.auto.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    pm_base = {"offsets": {"yes": -0.2}, "val_before": 0.5, "val_after": 0.9}
+    pm_tuned = {"offsets": {}, "val_before": 0.8, "val_after": 0.8}
+    fitted = {"base": {"version": 1, "tasks": {"PM": pm_base}}, "tuned": {"version": 1, "tasks": {"PM": pm_tuned}}}
+    tuned = {s.id: "no" for s in subset}
+    text = offsets_section(subset, tmp_path, fitted, tuned, seed=0)
+    assert "base  PM   {'yes': -0.2} (val 0.500 -> 0.900)" in text and "tuned PM   none" in text
+    # under its offsets the base answers every sample right (F1 1.0); the tuned `no`-to-all gets 0
+    assert "IND   PM    f1             1.000   0.000  -1.000" in text
+    assert "base no=2 yes=2" in text and "tuned no=4 (one label)" in text
