@@ -105,7 +105,8 @@ def test_offsets_section_discloses_offsets_and_compares_with_the_base_under_its_
     (tmp_path / "base.auto.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     pm_base = {"offsets": {"yes": -0.2}, "val_before": 0.5, "val_after": 0.9}
     pm_tuned = {"offsets": {}, "val_before": 0.8, "val_after": 0.8}
-    fitted = {"base": {"version": 1, "tasks": {"PM": pm_base}}, "tuned": {"version": 1, "tasks": {"PM": pm_tuned}}}
+    fitted = {"base": {"version": 1, "tasks": {"PM": pm_base}}}
+    fitted["tuned"] = {"version": 1, "tasks": {"PM": pm_tuned}}
     tuned = {s.id: "no" for s in subset}
     text = offsets_section(subset, tmp_path, fitted, tuned, seed=0)
     assert "base  PM   {'yes': -0.2} (val 0.500 -> 0.900)" in text and "tuned PM   none" in text
