@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 
@@ -40,8 +41,12 @@ COMMAND_MODULES = (
 
 @app.callback()
 def _global_options(
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug lines and library warnings too."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Errors only: no progress, no log lines."),
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Debug lines and library warnings too.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Errors only: no progress, no log lines.")
+    ] = False,
 ) -> None:
     """Logging for every command (see ecellm.log)."""
     from ecellm import log
@@ -115,6 +120,16 @@ def _message(exc: BaseException) -> str:
     return _one_line(exc)
 
 
+def _is_usage_error(exc: BaseException) -> bool:
+    """A command-line error click reports itself. Recent typer releases carry their own copy of
+    click, whose exceptions are not click's classes: both are recognised."""
+    import click
+
+    if isinstance(exc, click.exceptions.ClickException):
+        return True
+    return isinstance(exc, typer.TyperException) and hasattr(exc, "show") and hasattr(exc, "exit_code")
+
+
 def main() -> None:
     """Entry point: run the app and turn expected failures into one line and an exit code.
 
@@ -130,11 +145,9 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):  # usage errors: click's own line, exit 2
-            exc.show()
-            sys.exit(exc.exit_code)
+        if _is_usage_error(exc):  # click's own lines (usage, the bad option), exit 2
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         code = exit_code_for(exc)
         if code is None:
             raise

@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
         base_model: Annotated[
             str | None, typer.Option("--base-model", help="Hub id of the base model (for local bases)")
         ] = None,
-        revision: Annotated[str | None, typer.Option(help="branch to push to")] = None,
+        revision: Annotated[str | None, typer.Option("--revision", help="branch to push to")] = None,
         message: Annotated[str | None, typer.Option("--message", "-m", help="commit message")] = None,
     ) -> None:
         """Publish an adapter or a dataset build on the Hugging Face Hub (token from HF_TOKEN)."""

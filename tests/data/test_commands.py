@@ -87,7 +87,7 @@ def test_build_bad_inputs_exit_with_one_line(tmp_path: Path, raw_dir: Path) -> N
 def test_fetch_from_mirror(raw_dir: Path, tmp_path: Path) -> None:
     dest = tmp_path / "cache"
     res = runner.invoke(
-        app, ["data", "fetch", "--from", str(raw_dir), "--dest", str(dest), "--only", "pqa", "--only", "esci"]
+        app, ["data", "fetch", "--from", str(raw_dir), "--out", str(dest), "--only", "pqa", "--only", "esci"]
     )
     assert res.exit_code == 0, res.output
     copied = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
@@ -99,13 +99,14 @@ def test_fetch_from_mirror(raw_dir: Path, tmp_path: Path) -> None:
         "pqa/hetPQA/answer_generation/train.csv",
     ]
     assert sha256_file(dest / "pqa/ePQA/dev.csv") == sha256_file(raw_dir / "pqa/ePQA/dev.csv")
+    # --dest, the flag's earlier name, still works and says to use --out
     res = runner.invoke(app, ["data", "fetch", "--from", str(raw_dir), "--dest", str(dest), "--only", "pqa"])
-    assert res.output.count(": cached") == 3
+    assert res.output.count(": cached") == 3 and "--dest is deprecated, use --out" in res.output
     # a corrupted mirror copy fails the known checksum, with one line and no file written
     mirror = tmp_path / "mirror"
     (mirror / "pqa/ePQA").mkdir(parents=True)
     (mirror / "pqa/ePQA/dev.csv").write_text("qid,question\n1,tampered\n", encoding="utf-8")
-    proc = _cli("data", "fetch", "--from", str(mirror), "--dest", str(tmp_path / "c2"), "--only", "pqa/ePQA")
+    proc = _cli("data", "fetch", "--from", str(mirror), "--out", str(tmp_path / "c2"), "--only", "pqa/ePQA")
     assert proc.returncode == 2
     assert "field 'sha256': checksum mismatch" in proc.stderr and proc.stderr.strip().count("\n") == 0
     assert not (tmp_path / "c2" / "pqa/ePQA/dev.csv").exists()

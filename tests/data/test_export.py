@@ -70,6 +70,10 @@ def test_messages_are_the_chat_template_user_turn_and_the_gold_answer(tmp_path):
         assert (user["role"], assistant["role"]) == ("user", "assistant")
         assert render_prompt(s, "chat", Tok()) == f"<user>{user['content']}<assistant>"
         assert user["content"] == chat_user_text(s) and assistant["content"] == s.output
+    # the export's manifest (ecellm.manifest's rule: a folder output holds manifest.json)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["kind"] == "data-export" and manifest["config"]["format"] == "messages"
+    assert list(manifest["data_sha256"]) == [str(TRAIN)]
 
 
 def test_lm_eval_folder_has_choice_and_generation_tasks_as_ecellm_scores_them(tmp_path):

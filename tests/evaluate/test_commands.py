@@ -38,7 +38,7 @@ def test_cli_writes_metrics_and_manifest(monkeypatch, capsys, tmp_path):
         "strict",
         "--tasks",
         "PM,QPR",
-        "--output",
+        "--out",
         str(out),
     )
     assert code == 0
@@ -47,7 +47,7 @@ def test_cli_writes_metrics_and_manifest(monkeypatch, capsys, tmp_path):
     assert set(rows) == {"PM", "QPR"}
     assert rows["PM"]["score"] == pytest.approx(2 / 3)
     assert rows["PM"]["task_name"] == "Product_Matching" and rows["PM"]["mode"] == "strict"
-    manifest = json.loads((tmp_path / "metrics.manifest.json").read_text())
+    manifest = json.loads((tmp_path / "metrics.json.manifest.json").read_text())  # see ecellm.manifest
     assert manifest["kind"] == "evaluate" and manifest["config"]["mode"] == "strict"
     assert "PM" in stdout and "0.6667" in stdout
 
@@ -90,7 +90,7 @@ def test_cli_errors_are_one_line_and_leave_no_output(monkeypatch, capsys, tmp_pa
         str(data),
         "--predictions",
         str(preds),
-        "--output",
+        "--out",
         str(out),
         "--tasks",
         "PM,SA",
@@ -99,7 +99,7 @@ def test_cli_errors_are_one_line_and_leave_no_output(monkeypatch, capsys, tmp_pa
     assert err.startswith("error: ") and err.count("\n") == 1, err
     for w in words:
         assert w in err, (w, err)
-    assert not out.exists() and not (tmp_path / "out" / "metrics.manifest.json").exists()
+    assert not out.exists() and not (tmp_path / "out" / "metrics.json.manifest.json").exists()
 
 
 def test_paper_mode_marks_a_fallback_bertscore_model(monkeypatch, capsys, tmp_path):
@@ -155,9 +155,29 @@ def test_shopbench_compare_prints_families_and_writes_json(tmp_path):
     )
     out = tmp_path / "cmp.json"
     args = ["shopbench", "compare", "--data", str(data), "--base", str(base), "--tuned", str(tuned)]
-    res = CliRunner().invoke(cli.app, [*args, "--bootstrap", "100", "--output", str(out)])
+    res = CliRunner().invoke(cli.app, [*args, "--bootstrap", "100", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    manifest = json.loads((tmp_path / "cmp.json.manifest.json").read_text())
+    assert manifest["kind"] == "compare" and manifest["config"]["bootstrap"] == 100
+    assert set(manifest["data_sha256"]) == {str(data), str(base), str(tuned)}
     assert "mean over families" in res.output and "SB-RANK" in res.output
     got = json.loads(out.read_text())
     assert got["overall"]["delta"] > 0 and got["overall"]["lo"] > 0
     assert all(g["invalid"]["tuned"] == 0 for g in got["groups"].values())
+
+
+def test_output_is_a_deprecated_alias_of_out(monkeypatch, capsys, tmp_path):
+    """Scripts written for ``--output`` keep working, told to use ``--out``; both at once with
+    different paths is a usage error and nothing is scored."""
+    args = ["--data", str(FX), "--predictions", str(FX / "evaluation"), "--tasks", "PM", "--bootstrap", "0"]
+    code, _, err = _run(monkeypatch, capsys, *args, "--output", str(tmp_path / "old.json"))
+    assert code == 0 and "warning: --output is deprecated, use --out" in err
+    code, _, _ = _run(monkeypatch, capsys, *args, "--out", str(tmp_path / "new.json"))
+    assert code == 0
+    old, new = (json.loads((tmp_path / n).read_text()) for n in ("old.json", "new.json"))
+    assert old["results"] == new["results"]
+    assert (tmp_path / "old.json.manifest.json").exists() and (tmp_path / "new.json.manifest.json").exists()
+    code, _, err = _run(monkeypatch, capsys, *args, "--out", str(tmp_path / "a.json"), "--output",
+                        str(tmp_path / "b.json"))
+    assert code == 2 and "give --out only" in err
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "b.json").exists()

@@ -33,6 +33,7 @@ import yaml
 from ecellm.data.schema import SETTINGS, SPLITS, Sample
 from ecellm.errors import InputError
 from ecellm.io import write_json, write_jsonl
+from ecellm.manifest import write_output_manifest
 from ecellm.prompts import PREAMBLE, STOP_STRINGS, TEMPLATES, render_body, render_prompt, render_target
 from ecellm.tasks import all_tasks, get_task
 
@@ -250,6 +251,14 @@ def _messages(samples: list[Sample], out: Path) -> dict[str, Any]:
     return {"files": counts}
 
 
+def _fingerprinted(source: Path) -> list[Path] | None:
+    """What the export manifest hashes: a file itself, a build folder by its manifest (which hashes
+    every file the build wrote); another folder or a hub id is named, not hashed."""
+    if source.is_file():
+        return [source]
+    return [source / "manifest.json"] if (source / "manifest.json").is_file() else None
+
+
 def export_build(
     source: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -290,6 +299,14 @@ def export_build(
         summary = {"format": fmt, "template": template if fmt != "messages" else "chat",
                    "source": str(source), "samples": len(samples), **summary}
         write_json(stage / MARKER, summary)
+        write_output_manifest(
+            stage,
+            folder=True,
+            kind="data-export",
+            config={"format": fmt, "template": summary["template"], "tasks": tasks, "settings": settings,
+                    "splits": splits},
+            data=_fingerprinted(Path(source)),
+        )
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         if out.exists():
             os.replace(out, old)

@@ -227,20 +227,20 @@ def _fetch_one(spec: RawFile, dest: Path, mirror: Path | None, bar: Any = None, 
 
 
 def fetch(
-    dest: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
     *,
     mirror: str | os.PathLike[str] | None = None,
     only: Iterable[str] | None = None,
     force: bool = False,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, str]:
-    """Fill ``dest`` (default :func:`default_cache`) with the raw files; returns path -> status.
+    """Fill ``out`` (default :func:`default_cache`) with the raw files; returns path -> status.
 
     ``only`` keeps files whose path starts with one of the prefixes (``["esci", "pqa"]``).
-    A file already in ``dest`` with a matching (or unknown) checksum is kept unless ``force``.
+    A file already in ``out`` with a matching (or unknown) checksum is kept unless ``force``.
     Downloads retry and resume (see :func:`_download`).
     """
-    dest = Path(dest) if dest is not None else default_cache()
+    dest = Path(out) if out is not None else default_cache()
     mirror_dir = Path(mirror) if mirror is not None else None
     if mirror_dir is not None and not mirror_dir.is_dir():
         raise InputError("mirror folder not found", file=str(mirror_dir))

@@ -32,7 +32,7 @@ from ecellm.data.schema import SETTINGS, Sample
 from ecellm.data.splits import SPLIT_NAMES, rng
 from ecellm.errors import InputError
 from ecellm.io import atomic_open, sha256_file, write_jsonl
-from ecellm.manifest import write_manifest
+from ecellm.manifest import write_output_manifest
 from ecellm.tasks import get_task
 
 DEFAULT_CONFIG = "ecinstruct-lite.yaml"
@@ -382,8 +382,8 @@ def _build_into(
             "report": "quality_report.md",
         },
     }
-    manifest = write_manifest(
-        stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra, timestamp=False
+    manifest = write_output_manifest(
+        stage, folder=True, kind="data-build", config=public_cfg, extra=extra, timestamp=False
     )
     with atomic_open(stage / "quality_report.md") as fh:
         fh.write(stats.quality_report(manifest))

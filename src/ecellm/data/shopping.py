@@ -34,7 +34,7 @@ from ecellm.data.builders.shopping_common import balanced_take
 from ecellm.data.splits import SPLIT_NAMES, rng
 from ecellm.errors import InputError
 from ecellm.io import atomic_open, write_jsonl
-from ecellm.manifest import write_manifest
+from ecellm.manifest import write_output_manifest
 
 #: Family (the ShopBench task type) -> builder module.
 FAMILY_BUILDERS: dict[str, str] = {
@@ -218,8 +218,8 @@ def _build_into(
         "files": sorted([*outdir.written_files(stage), "manifest.json", "quality_report.md"]),
         "layout": {"records": "{split}.jsonl", "report": "quality_report.md"},
     }
-    manifest = write_manifest(
-        stage / "manifest.json", kind="data-build", config=public_cfg, extra=extra, timestamp=False
+    manifest = write_output_manifest(
+        stage, folder=True, kind="data-build", config=public_cfg, extra=extra, timestamp=False
     )
     with atomic_open(stage / "quality_report.md") as fh:
         fh.write(quality_report(manifest))

@@ -1,15 +1,18 @@
 """``ecellm evaluate``: the CLI face of :func:`ecellm.evaluate.run.evaluate_files`.
 
 ``ecellm shopbench score`` is an alias kept for earlier scripts: the same function with
-``--mode official`` as its default.
+``--mode official`` as its default. ``ecellm shopbench compare`` is the CLI face of
+:func:`ecellm.evaluate.run.compare_files`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
+
+from ecellm.cli_options import deprecated, one_of, pick_out
 
 
 def _print_table(result: dict) -> None:
@@ -76,84 +79,117 @@ def summary_lines(result: dict) -> list[str]:
     return lines
 
 
-def _check_mode(mode: str) -> None:
-    from ecellm.errors import InputError
+def _modes() -> tuple[str, ...]:
     from ecellm.evaluate.evaluator import MODES
 
-    if mode not in MODES:
-        raise InputError(f"unknown mode {mode!r} (choose {', '.join(MODES)})", field="--mode")
+    return MODES
+
+
+Data = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        "-d",
+        help="Dataset: build folder, JSONL/JSON/parquet, ECInstruct/ folder, save_to_disk folder "
+        "or HF hub id.",
+    ),
+]
+Predictions = Annotated[
+    Path,
+    typer.Option(
+        "--predictions",
+        "-p",
+        help="ecellm JSONL {id, prediction}, a JSON list in data order, or the reference "
+        "evaluation/{Task}/{Setting}.json layout.",
+    ),
+]
+Out = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write the result JSON here (and its manifest).")
+]
+# the flag's earlier name, kept working for scripts
+OldOutput = Annotated[
+    Path | None, typer.Option("--output", hidden=True, callback=deprecated("--out"), help="Same as --out.")
+]
+AllowPartial = Annotated[
+    bool,
+    typer.Option(
+        "--allow-partial",
+        help="Score even if some samples have no prediction (they count as invalid); "
+        "without it partial coverage is an error.",
+    ),
+]
+Bootstrap = Annotated[
+    int, typer.Option("--bootstrap", min=0, help="Resamples of the seeded 95% interval (0 = none).")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Bootstrap seed.")]
+
+
+def _mode_option(default_help: str) -> typer.models.OptionInfo:
+    return typer.Option("--mode", callback=one_of(_modes), help=default_help)
 
 
 def register(app: typer.Typer) -> None:
+    shop = typer.Typer(help="ShopBench (Amazon KDD Cup 2024): alias of evaluate.", no_args_is_help=True)
+    app.add_typer(shop, name="shopbench")
+
     @app.command("evaluate")
     def evaluate_cmd(
-        data: str = typer.Option(
-            ...,
-            "--data",
-            "-d",
-            help="Dataset: build folder, JSONL/JSON/parquet, "
-            "ECInstruct/ folder, save_to_disk folder or HF hub id.",
-        ),
-        predictions: Path = typer.Option(
-            ...,
-            "--predictions",
-            "-p",
-            help="ecellm JSONL {id, prediction} or the reference evaluation/{Task}/{Setting}.json layout.",
-        ),
-        mode: str = typer.Option(
-            "paper",
-            "--mode",
-            help="paper or official (the reference evaluator's numbers, defects kept) or strict (corrected).",
-        ),
-        lenient: bool = typer.Option(
-            False, "--lenient", help="Extract answers from chatter (reported as such)."
-        ),
-        output: Path | None = typer.Option(
-            None, "--out", "--output", "-o", help="Write the metrics JSON here."
-        ),
-        tasks: str | None = typer.Option(
-            None, "--tasks", help="Comma-separated tasks (abbreviations or names)."
-        ),
-        settings: str | None = typer.Option(None, "--settings", help="Comma-separated settings."),
-        split: str = typer.Option("test", "--split", help="Split(s) to score."),
-        qpr_labels: Path | None = typer.Option(None, "--qpr-labels", help="External QPR label.json."),
-        bertscore_model: str | None = typer.Option(
-            None,
-            "--bertscore-model",
-            help="BERTScore model name, hub id or folder (default roberta-large if cached, else MiniLM).",
-        ),
-        only_predicted: bool = typer.Option(
-            False,
-            "--only-predicted",
-            help="Skip samples without a prediction instead of counting them invalid.",
-        ),
-        allow_partial: bool = typer.Option(
-            False,
-            "--allow-partial",
-            help="Score even if some samples have no prediction (they count as invalid); "
-            "without it partial coverage is an error.",
-        ),
-        log_samples: Path | None = typer.Option(
-            None,
-            "--log-samples",
-            help="Per-sample JSONL: id, task, setting, gold, prediction, parsed, valid, score.",
-        ),
-        bootstrap: int = typer.Option(
-            1000, "--bootstrap", help="Resamples for the seeded 95% interval of every score (0 = none)."
-        ),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
+        data: Data,
+        predictions: Predictions,
+        mode: Annotated[
+            str,
+            _mode_option(
+                "paper or official (the reference evaluator's numbers, defects kept) or strict (corrected)."
+            ),
+        ] = "paper",
+        lenient: Annotated[
+            bool, typer.Option("--lenient", help="Extract answers from chatter (reported as such).")
+        ] = False,
+        out: Out = None,
+        output: OldOutput = None,
+        tasks: Annotated[
+            str | None, typer.Option("--tasks", help="Comma-separated tasks (abbreviations or names).")
+        ] = None,
+        settings: Annotated[str | None, typer.Option("--settings", help="Comma-separated settings.")] = None,
+        split: Annotated[str, typer.Option("--split", help="Split(s) to score, comma-separated.")] = "test",
+        qpr_labels: Annotated[
+            Path | None, typer.Option("--qpr-labels", help="External QPR label.json.")
+        ] = None,
+        bertscore_model: Annotated[
+            str | None,
+            typer.Option(
+                "--bertscore-model",
+                help="BERTScore model name, hub id or folder (default roberta-large if cached, else MiniLM).",
+            ),
+        ] = None,
+        only_predicted: Annotated[
+            bool,
+            typer.Option(
+                "--only-predicted", help="Skip samples without a prediction instead of counting them invalid."
+            ),
+        ] = False,
+        allow_partial: AllowPartial = False,
+        log_samples: Annotated[
+            Path | None,
+            typer.Option(
+                "--log-samples",
+                help="Per-sample JSONL: id, task, setting, gold, prediction, parsed, valid, score.",
+            ),
+        ] = None,
+        bootstrap: Bootstrap = 1000,
+        seed: Seed = 0,
     ) -> None:
         """Score predictions against references, per task and setting (ShopBench: per task,
         track and overall)."""
         from ecellm.evaluate.run import evaluate_files
 
-        _check_mode(mode)
+        out = pick_out(out, output)
         result = evaluate_files(
             data,
             predictions,
             mode=mode,
             lenient=lenient,
-            output=output,
+            out=out,
             tasks=tasks,
             settings=settings,
             splits=split,
@@ -166,64 +202,54 @@ def register(app: typer.Typer) -> None:
             seed=seed,
         )
         _print_table(result)
-        if output is not None:
-            typer.echo(f"wrote {output}")
-        if log_samples is not None:
-            typer.echo(f"wrote {log_samples}")
-
-    shop = typer.Typer(help="ShopBench (Amazon KDD Cup 2024): alias of evaluate.", no_args_is_help=True)
+        for path in (out, log_samples):
+            if path is not None:
+                typer.echo(f"wrote {path}")
 
     @shop.command("score")
     def shopbench_score_cmd(
-        data: str = typer.Option(..., "--data", "-d", help="ShopBench records (JSONL or JSON array)."),
-        predictions: Path = typer.Option(
-            ..., "--predictions", "-p", help="JSONL {id, prediction} or a JSON list in data order."
-        ),
-        mode: str = typer.Option("official", "--mode", help="official (starter kit, quirks kept) or strict."),
-        output: Path | None = typer.Option(
-            None, "--output", "--out", "-o", help="Write the result JSON here."
-        ),
-        allow_partial: bool = typer.Option(
-            False, "--allow-partial", help="Score even if some records have no prediction (scored 0)."
-        ),
+        data: Annotated[str, typer.Option("--data", "-d", help="ShopBench records (JSONL or JSON array).")],
+        predictions: Predictions,
+        mode: Annotated[str, _mode_option("official (starter kit, quirks kept) or strict.")] = "official",
+        out: Out = None,
+        output: OldOutput = None,
+        allow_partial: AllowPartial = False,
     ) -> None:
         """Same as ``ecellm evaluate --mode official`` on a ShopBench file."""
         from ecellm.evaluate.run import evaluate_files
 
-        _check_mode(mode)
-        result = evaluate_files(data, predictions, mode=mode, output=output, allow_partial=allow_partial)
+        out = pick_out(out, output)
+        result = evaluate_files(data, predictions, mode=mode, out=out, allow_partial=allow_partial)
         _print_table(result)
-        if output is not None:
-            typer.echo(f"wrote {output}")
+        if out is not None:
+            typer.echo(f"wrote {out}")
 
     @shop.command("compare")
     def shopbench_compare_cmd(
-        data: str = typer.Option(..., "--data", "-d", help="ShopBench records or a shopping build folder."),
-        base: Path = typer.Option(..., "--base", help="Predictions of the base model."),
-        tuned: Path = typer.Option(..., "--tuned", help="Predictions of the tuned model (same records)."),
-        split: str | None = typer.Option(None, "--split", help="Split of a build folder (e.g. test)."),
-        mode: str = typer.Option("official", "--mode", help="official or strict."),
-        bootstrap: int = typer.Option(1000, "--bootstrap", help="Resamples of the paired interval."),
-        seed: int = typer.Option(0, "--seed", help="Bootstrap seed."),
-        output: Path | None = typer.Option(None, "--output", "-o", help="Write the comparison JSON here."),
+        data: Annotated[
+            str, typer.Option("--data", "-d", help="ShopBench records or a shopping build folder.")
+        ],
+        base: Annotated[Path, typer.Option("--base", help="Predictions of the base model.")],
+        tuned: Annotated[
+            Path, typer.Option("--tuned", help="Predictions of the tuned model (same records).")
+        ],
+        split: Annotated[
+            str | None, typer.Option("--split", help="Split of a build folder (e.g. test).")
+        ] = None,
+        mode: Annotated[str, _mode_option("official or strict.")] = "official",
+        bootstrap: Bootstrap = 1000,
+        seed: Seed = 0,
+        out: Out = None,
+        output: OldOutput = None,
     ) -> None:
         """Tuned minus base per task, per task type (family) and over the families, each with its
         paired bootstrap interval, and both runs' unparseable answers."""
-        from ecellm.data.loaders import load_samples
-        from ecellm.evaluate.paired_records import paired_families
-        from ecellm.evaluate.predictions import load_predictions
-        from ecellm.evaluate.run import check_coverage, check_writable
-        from ecellm.io import atomic_open
+        from ecellm.evaluate.run import compare_files
 
-        _check_mode(mode)
-        if output is not None:
-            check_writable(output)
-        samples = load_samples(data, splits=split)
-        runs = {}
-        for name, path in (("base", base), ("tuned", tuned)):
-            runs[name] = load_predictions(path, samples)
-            check_coverage(samples, runs[name], str(path), allow_partial=False)
-        res = paired_families(samples, runs["base"], runs["tuned"], mode=mode, resamples=bootstrap, seed=seed)
+        out = pick_out(out, output)
+        res = compare_files(
+            data, base, tuned, split=split, mode=mode, bootstrap=bootstrap, seed=seed, out=out
+        )
         pct = f"{res['level']:.0%}"
         typer.echo(f"{'group':<44} {'base':>7} {'tuned':>7} {'delta':>7}  {pct} interval    invalid b/t")
         for name, r in res["groups"].items():
@@ -236,9 +262,5 @@ def register(app: typer.Typer) -> None:
                 f"{name:<44} {r['base']:7.3f} {r['tuned']:7.3f} {r['delta']:+7.3f}  "
                 f"[{r['lo']:+.3f}, {r['hi']:+.3f}]"
             )
-        if output is not None:
-            with atomic_open(output) as fh:
-                json.dump(res, fh, indent=2, sort_keys=True)
-            typer.echo(f"wrote {output}")
-
-    app.add_typer(shop, name="shopbench")
+        if out is not None:
+            typer.echo(f"wrote {out}")

@@ -20,7 +20,7 @@ from ecellm.errors import InputError
 from ecellm.evaluate.evaluator import evaluate
 from ecellm.evaluate.predictions import load_predictions
 from ecellm.io import write_json, write_jsonl
-from ecellm.manifest import write_manifest
+from ecellm.manifest import write_output_manifest
 
 
 def evaluate_files(
@@ -29,7 +29,7 @@ def evaluate_files(
     *,
     mode: str = "paper",
     lenient: bool = False,
-    output: str | Path | None = None,
+    out: str | Path | None = None,
     tasks: str | Sequence[str] | None = None,
     settings: str | Sequence[str] | None = None,
     splits: str | Sequence[str] | None = "test",
@@ -40,13 +40,17 @@ def evaluate_files(
     log_samples: str | Path | None = None,
     bootstrap: int = 0,
     seed: int = 0,
+    output: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Score a predictions file against a dataset; write ``output`` (+ ``.manifest.json``).
+    """Score a predictions file against a dataset; write the metrics JSON to ``out`` (and its
+    manifest beside it, see :mod:`ecellm.manifest`).
 
     ``log_samples``: also write one JSONL record per sample there (see :func:`evaluate`).
     ``bootstrap``: resamples for the seeded 95% interval of every score (0 = none).
+    ``output``: the earlier name of ``out``, still accepted.
     """
-    for out_path in (output, log_samples):
+    out = _one_out(out, output)
+    for out_path in (out, log_samples):
         if out_path is not None:
             check_writable(Path(out_path))
     samples = load_samples(data, tasks=tasks, settings=settings, splits=splits, qpr_labels=qpr_labels)
@@ -71,11 +75,10 @@ def evaluate_files(
     result["predictions"] = str(predictions)
     if log_samples is not None:
         write_jsonl(Path(log_samples), result.pop("samples"))
-    if output is not None:
-        out = Path(output)
-        write_json(out, result)
-        write_manifest(
-            out.with_name(out.stem + ".manifest.json"),
+    if out is not None:
+        write_json(Path(out), result)
+        write_output_manifest(
+            out,
             kind="evaluate",
             config={
                 "mode": mode,
@@ -95,11 +98,58 @@ def evaluate_files(
     return result
 
 
+def compare_files(
+    data: str | Path,
+    base: str | Path,
+    tuned: str | Path,
+    *,
+    split: str | Sequence[str] | None = None,
+    mode: str = "official",
+    bootstrap: int = 1000,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Tuned minus base on per-record scored tasks (ShopBench, the shopping families), with
+    paired intervals (:func:`ecellm.evaluate.paired_records.paired_families`); both prediction
+    files must cover every sample. Writes the comparison JSON to ``out`` and its manifest."""
+    from ecellm.evaluate.paired_records import paired_families
+    from ecellm.io import atomic_open
+
+    if out is not None:
+        check_writable(Path(out))
+    samples = load_samples(data, splits=split)
+    if not samples:
+        raise InputError("no samples match the filters", file=str(data))
+    runs = {}
+    for name, path in (("base", base), ("tuned", tuned)):
+        runs[name] = load_predictions(path, samples)
+        check_coverage(samples, runs[name], str(path), allow_partial=False)
+    res = paired_families(samples, runs["base"], runs["tuned"], mode=mode, resamples=bootstrap, seed=seed)
+    if out is not None:
+        import json
+
+        with atomic_open(Path(out)) as fh:
+            json.dump(res, fh, indent=2, sort_keys=True)
+        write_output_manifest(
+            out,
+            kind="compare",
+            config={"mode": mode, "split": split, "bootstrap": bootstrap, "seed": seed},
+            data=[p for p in (Path(data), Path(base), Path(tuned)) if p.exists()],
+        )
+    return res
+
+
+def _one_out(out: str | Path | None, output: str | Path | None) -> str | Path | None:
+    if out is not None and output is not None and Path(out) != Path(output):
+        raise InputError("give out only (output is its earlier name)", field="out")
+    return out if out is not None else output
+
+
 def check_writable(out: Path) -> None:
     """Refuse an output that cannot be written, before any work is done. Probed by creating a
     temporary file (permission bits alone say nothing for root or a read-only mount)."""
     if out.is_dir():
-        raise InputError("is a directory; --output names the metrics JSON file", file=str(out))
+        raise InputError("is a directory; --out names the output file", file=str(out))
     folder = next((p for p in out.parents if p.exists()), Path("."))
     if not folder.is_dir():
         raise InputError(f"{folder} is a file, not a folder", file=str(out))

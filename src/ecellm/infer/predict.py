@@ -36,7 +36,7 @@ from ecellm.errors import InputError
 from ecellm.infer.base import Completion, Request
 from ecellm.infer.requests import build_request
 from ecellm.io import JsonlAppender, read_json
-from ecellm.manifest import write_manifest
+from ecellm.manifest import manifest_path, write_output_manifest
 
 SEED = 0
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -54,10 +54,6 @@ RESUME_KEYS = (
     "seed",
     "dtype",
 )
-
-
-def manifest_path(out: str | os.PathLike[str]) -> Path:
-    return Path(str(out) + ".manifest.json")
 
 
 def fit_mode(req: Request, supported: frozenset[str]) -> Request:
@@ -413,8 +409,8 @@ def predict(
     info = {"modes": modes_by_task(all_requests), "n_samples": len(samples), "resumed_done": len(done)}
 
     def manifest(**extra: Any) -> None:
-        write_manifest(
-            manifest_path(out),
+        write_output_manifest(
+            out,
             kind="predict",
             config=config,
             model=engine.describe(),

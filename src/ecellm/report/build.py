@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.io import atomic_open, write_json
-from ecellm.manifest import write_manifest
+from ecellm.manifest import manifest_path, write_output_manifest
 from ecellm.report.charts import table_png
 from ecellm.report.inputs import Run, Source, load_runs
 from ecellm.report.paper import paper_tables
@@ -73,8 +73,9 @@ def make_report(
         table_png(table, png_path)
         written[csv_path.name], written[png_path.name] = csv_path, png_path
     sources = [r.source for r in everyone if r.source != "<results>"]
-    write_manifest(
-        out / "manifest.json",
+    write_output_manifest(
+        out,
+        folder=True,
         kind="report",
         config={
             "label": label,
@@ -84,5 +85,5 @@ def make_report(
         },
         data=sources,
     )
-    written["manifest.json"] = out / "manifest.json"
+    written["manifest.json"] = manifest_path(out, folder=True)
     return written

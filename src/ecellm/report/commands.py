@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -43,21 +44,26 @@ def collect_inputs(metrics: list[str], labels: list[str]) -> list[tuple[str, str
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report_cmd(
-        metrics: list[str] = typer.Argument(
-            None,
-            help="metrics.json files from `ecellm evaluate --output`; "
-            "NAME=path sets the row label (default: file stem).",
-        ),
-        out: Path = typer.Option(..., "--out", "-o", help="Folder for tables.md/json, CSVs and PNGs."),
-        label: list[str] = typer.Option([], "--label", "-l", help="NAME=path: label a row (repeatable)."),
-        baseline: str | None = typer.Option(
-            None, "--baseline", "-b", help="[NAME=]path of the 'before' run; adds delta rows."
-        ),
+        out: Annotated[Path, typer.Option("--out", "-o", help="Folder for tables.md/json, CSVs and PNGs.")],
+        metrics: Annotated[
+            list[str] | None,
+            typer.Argument(
+                help="metrics.json files from `ecellm evaluate --out`; "
+                "NAME=path sets the row label (default: file stem).",
+            ),
+        ] = None,
+        label: Annotated[
+            list[str] | None, typer.Option("--label", "-l", help="NAME=path: label a row (repeatable).")
+        ] = None,
+        baseline: Annotated[
+            str | None,
+            typer.Option("--baseline", "-b", help="[NAME=]path of the 'before' run; adds delta rows."),
+        ] = None,
     ) -> None:
         """Tables in the layout of the paper's Tables 2-4, paper rows beside ours, one PNG per table."""
         from ecellm.report import make_report
 
-        items = collect_inputs(list(metrics or []), list(label))
+        items = collect_inputs(list(metrics or []), list(label or []))
         base = None
         if baseline is not None:
             name, path = split_labelled(baseline)

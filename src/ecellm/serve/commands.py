@@ -3,69 +3,112 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from ecellm.cli_options import one_of
 from ecellm.serve.security import TOKEN_ENV
+
+ENGINES = ("hf", "vllm")  # ours on the hf backend, or vLLM's own server behind ecellm's
+
+
+def _templates() -> tuple[str, ...]:
+    from ecellm.prompts import TEMPLATES
+
+    return TEMPLATES
 
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve_cmd(
-        model: str = typer.Option(
-            "smollm2-135m", "--model", "-m", help="Model spec: registry name, HF id, folder or GGUF."
-        ),
-        adapter: str | None = typer.Option(None, "--adapter", help="PEFT adapter folder to apply."),
-        host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; non-loopback needs a token."),
-        port: int = typer.Option(8000, "--port", help="TCP port."),
-        token: str | None = typer.Option(
-            None,
-            "--token",
-            envvar=TOKEN_ENV,
-            show_envvar=True,
-            help="Require 'Authorization: Bearer <token>' (the env var is safer: argv is public).",
-        ),
-        served_name: str | None = typer.Option(
-            None, "--served-name", help="Model id clients send (default: --model)."
-        ),
-        max_tokens_limit: int = typer.Option(
-            2048, "--max-tokens-limit", help="Largest max_tokens a request may ask."
-        ),
-        trust_remote_code: bool = typer.Option(
-            False, "--trust-remote-code", help="Run model code from the hub (off)."
-        ),
-        template: str | None = typer.Option(
-            None,
-            "--template",
-            help="Chat prompt format; default: the model's own (training record, NingLab checkpoint, "
-            "else the tokenizer's chat template).",
-        ),
-        engine: str = typer.Option(
-            "hf", "--engine", help="hf: ecellm's backend in this process; vllm: vLLM's server behind ecellm."
-        ),
-        batching: str = typer.Option(
-            "on", "--batching", help="on: concurrent requests share batches; off: one request per model call."
-        ),
-        max_batch: int = typer.Option(64, "--max-batch", help="Most prompts gathered into one model call."),
-        batch_size: int = typer.Option(
-            20, "--batch-size", help="Backend batch size, as in 'ecellm predict' (x3 rows when generating)."
-        ),
-        window_ms: float = typer.Option(
-            20.0, "--window-ms", help="How long an idle server waits for more requests to batch."
-        ),
-        max_body_bytes: int = typer.Option(1_000_000, "--max-body-bytes", help="Larger bodies get 413."),
-        threads: int | None = typer.Option(None, "--threads", help="CPU threads (default: the idle cores)."),
-        vllm_arg: list[str] = typer.Option(
-            [],
-            "--vllm-arg",
-            help="Extra argument for vLLM's server (repeat), e.g. --vllm-arg=--max-model-len=4096.",
-        ),
+        model: Annotated[
+            str, typer.Option("--model", "-m", help="Model spec: registry name, HF id, folder or GGUF.")
+        ] = "smollm2-135m",
+        adapter: Annotated[
+            str | None, typer.Option("--adapter", help="PEFT adapter folder to apply.")
+        ] = None,
+        host: Annotated[
+            str, typer.Option("--host", help="Address to bind; non-loopback needs a token.")
+        ] = "127.0.0.1",
+        port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+        token: Annotated[
+            str | None,
+            typer.Option(
+                "--token",
+                envvar=TOKEN_ENV,
+                show_envvar=True,
+                help="Require 'Authorization: Bearer <token>' (the env var is safer: argv is public).",
+            ),
+        ] = None,
+        served_name: Annotated[
+            str | None, typer.Option("--served-name", help="Model id clients send (default: --model).")
+        ] = None,
+        max_tokens_limit: Annotated[
+            int, typer.Option("--max-tokens-limit", min=1, help="Largest max_tokens a request may ask.")
+        ] = 2048,
+        trust_remote_code: Annotated[
+            bool, typer.Option("--trust-remote-code", help="Run model code from the hub (off).")
+        ] = False,
+        template: Annotated[
+            str | None,
+            typer.Option(
+                "--template",
+                callback=one_of(_templates),
+                help="Chat prompt format; default: the model's own (training record, NingLab checkpoint, "
+                "else the tokenizer's chat template).",
+            ),
+        ] = None,
+        engine: Annotated[
+            str,
+            typer.Option(
+                "--engine",
+                callback=one_of(lambda: ENGINES),
+                help="hf: ecellm's backend in this process; vllm: vLLM's server behind ecellm.",
+            ),
+        ] = "hf",
+        batching: Annotated[
+            str,
+            typer.Option(
+                "--batching",
+                callback=one_of(lambda: ("on", "off")),
+                help="on: concurrent requests share batches; off: one request per model call.",
+            ),
+        ] = "on",
+        max_batch: Annotated[
+            int, typer.Option("--max-batch", min=1, help="Most prompts gathered into one model call.")
+        ] = 64,
+        batch_size: Annotated[
+            int,
+            typer.Option(
+                "--batch-size",
+                min=1,
+                help="Backend batch size, as in 'ecellm predict' (x3 rows when generating).",
+            ),
+        ] = 20,
+        window_ms: Annotated[
+            float,
+            typer.Option(
+                "--window-ms", min=0, help="How long an idle server waits for more requests to batch."
+            ),
+        ] = 20.0,
+        max_body_bytes: Annotated[
+            int, typer.Option("--max-body-bytes", min=1, help="Larger bodies get 413.")
+        ] = 1_000_000,
+        threads: Annotated[
+            int | None, typer.Option("--threads", min=1, help="CPU threads (default: the idle cores).")
+        ] = None,
+        vllm_arg: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--vllm-arg",
+                help="Extra argument for vLLM's server (repeat), e.g. --vllm-arg=--max-model-len=4096.",
+            ),
+        ] = None,
     ) -> None:
         """Serve a model over an OpenAI-compatible HTTP API with typed task endpoints (bound to
         localhost by default)."""
-        from ecellm.errors import InputError
 
-        if batching not in ("on", "off"):
-            raise InputError(f"--batching must be 'on' or 'off', got {batching!r}", field="batching")
         def vllm_server() -> None:
             from ecellm.serve.vllm_engine import serve_vllm
 
@@ -77,7 +120,7 @@ def register(app: typer.Typer) -> None:
                 token=token,
                 served_name=served_name,
                 template=template,
-                vllm_args=vllm_arg,
+                vllm_args=list(vllm_arg or []),
                 max_body_bytes=max_body_bytes,
             )
 
@@ -104,6 +147,4 @@ def register(app: typer.Typer) -> None:
 
         # the engine picks which server runs: ours on the hf backend, or vLLM's own
         servers = {"hf": own_server, "vllm": vllm_server}
-        if engine not in servers:
-            raise InputError(f"--engine must be one of {', '.join(servers)}, got {engine!r}", field="engine")
         servers[engine]()

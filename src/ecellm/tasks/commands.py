@@ -7,6 +7,14 @@ from typing import Annotated
 
 import typer
 
+from ecellm.cli_options import one_of
+
+
+def _families() -> tuple[str, ...]:
+    from ecellm.tasks.registry import families
+
+    return families()
+
 
 def _short_settings(names: list[str]) -> str:
     """``IND, OOD`` for the six instruction settings; other settings as they are."""
@@ -25,11 +33,15 @@ def register(app: typer.Typer) -> None:
     @app.command("tasks")
     def tasks_cmd(
         family: Annotated[
-            str | None, typer.Option("--family", help="Only this family (ecinstruct, shopbench).")
+            str | None,
+            typer.Option(
+                "--family", callback=one_of(_families), help="Only this family (ecinstruct, shopbench)."
+            ),
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     ) -> None:
-        """List every task: family, metric, answer kind, decoding mode, constraint, budget, settings."""
+        """List every task: family, metric, answer kind, decoding mode, constraint, token budget,
+        evaluation modes and settings (--json: every field, settings in full)."""
         from ecellm.tasks.describe import describe_tasks
 
         rows = describe_tasks(family)
@@ -40,13 +52,16 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         table = Table(title=f"ecellm tasks ({len(rows)})")
-        cols = ("family", "abbr", "name", "metric", "primary", "answer", "decode", "constraint",
-                "tokens", "settings")
-        for col in cols:  # the evaluation modes and full setting names are in --json
-            table.add_column(col, justify="right" if col == "tokens" else "left", no_wrap=col == "name")
+        # the JSON key of the primary metric and the full setting names are in --json
+        cols = ("family", "abbr", "name", "metric", "answer", "decode", "constraint", "tokens", "eval modes",
+                "settings")
+        for col in cols:  # cells wrap (at spaces, else anywhere), never cut: every value stays readable
+            table.add_column(col, justify="right" if col == "tokens" else "left", overflow="fold",
+                             no_wrap=col in ("abbr", "name"), min_width=12 if col == "metric" else None)
         for r in rows:
             table.add_row(
-                r["family"], r["abbr"], r["name"], r["metric"], r["primary_metric"], r["answer_kind"],
-                r["decode"], _constraint_cell(r), str(r["max_new_tokens"]), _short_settings(r["settings"]),
+                r["family"], r["abbr"], r["name"], r["metric"], r["answer_kind"], r["decode"],
+                _constraint_cell(r), str(r["max_new_tokens"]), ", ".join(r["modes"]),
+                _short_settings(r["settings"]),
             )
         Console(width=max(Console().width, 160)).print(table)

@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from ecellm.io import atomic_open, write_json
-from ecellm.manifest import write_manifest
+from ecellm.manifest import write_output_manifest
 from ecellm.train.config import TrainConfig
 from ecellm.train.tracking import LOSS_PLOT, plot_loss
 
@@ -162,8 +162,9 @@ def write_outputs(out: Path, cfg: TrainConfig, loaded: Any, stats: dict[str, Any
     write_json(out / "log_history.json", stats.get("log_history", []))
     if cfg.plot_loss:
         plot_loss(stats.get("log_history", []), out / LOSS_PLOT)
-    write_manifest(
-        out / "manifest.json",
+    write_output_manifest(
+        out,
+        folder=True,
         kind="train",
         config=cfg.model_dump(),
         data=_data_files(cfg),

@@ -6,9 +6,29 @@ from typing import Annotated
 
 import typer
 
+from ecellm.cli_options import one_of
+
+
+def _export_formats() -> tuple[str, ...]:
+    from ecellm.train.export import FORMATS
+
+    return FORMATS
+
+
+def _gguf_dtypes() -> tuple[str, ...]:
+    from ecellm.train.export import GGUF_DTYPES
+
+    return GGUF_DTYPES
+
+
+def _templates() -> tuple[str, ...]:
+    from ecellm.prompts import TEMPLATES
+
+    return TEMPLATES
+
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", context_settings={"allow_extra_args": False})
+    @app.command("train")
     def train_cmd(
         config: Annotated[
             str,
@@ -17,24 +37,39 @@ def register(app: typer.Typer) -> None:
         overrides: Annotated[
             list[str] | None, typer.Argument(help="key=value overrides, e.g. lora.r=8 max_steps=20")
         ] = None,
+        out: Annotated[
+            str | None, typer.Option("--out", "-o", help="output folder (the config's output_dir)")
+        ] = None,
     ) -> None:
         """Instruction-tune a model (LoRA, QLoRA or full) on ECInstruct samples; works under torchrun."""
         from ecellm.train.run import train
 
-        out = train(config, tuple(overrides or ()))
-        typer.echo(str(out))
+        extra = (f"output_dir={out}",) if out is not None else ()
+        typer.echo(str(train(config, (*(overrides or ()), *extra))))
 
     @app.command("export")
     def export_cmd(
         adapter: Annotated[str, typer.Argument(help="adapter folder written by `ecellm train`")],
         out: Annotated[str, typer.Option("--out", "-o", help="output folder")],
-        fmt: Annotated[str, typer.Option("--format", "-f", help="merged (safetensors) or gguf")] = "merged",
+        fmt: Annotated[
+            str,
+            typer.Option(
+                "--format", "-f", callback=one_of(_export_formats), help="merged (safetensors) or gguf"
+            ),
+        ] = "merged",
         base: Annotated[
-            str | None, typer.Option(help="base model (default: the one recorded at training)")
+            str | None, typer.Option("--base", help="base model (default: the one recorded at training)")
         ] = None,
-        dtype: Annotated[str, typer.Option(help="gguf tensor type: f32 or f16")] = "f16",
+        dtype: Annotated[
+            str, typer.Option("--dtype", callback=one_of(_gguf_dtypes), help="gguf tensor type: f32 or f16")
+        ] = "f16",
         template: Annotated[
-            str | None, typer.Option(help="prompt template (default: the one recorded at training)")
+            str | None,
+            typer.Option(
+                "--template",
+                callback=one_of(_templates),
+                help="prompt template (default: the one recorded at training)",
+            ),
         ] = None,
     ) -> None:
         """Merge an adapter into its base model (safetensors), or write a GGUF file for llama.cpp/Ollama."""
@@ -56,9 +91,13 @@ def register(app: typer.Typer) -> None:
     @recipes_app.command("cp")
     def recipes_cp(
         name: Annotated[str, typer.Argument(help="recipe name, e.g. smollm2-135m-lora")],
-        dest: Annotated[str, typer.Argument(help="file or folder to copy it to")],
+        out: Annotated[str | None, typer.Option("--out", "-o", help="file or folder to copy it to")] = None,
+        dest: Annotated[
+            str | None, typer.Argument(help="same as --out (the earlier form)", show_default=False)
+        ] = None,
     ) -> None:
-        """Copy a recipe to edit it; then `ecellm train --config DEST`."""
+        """Copy a recipe to edit it; then `ecellm train --config OUT`."""
+        from ecellm.cli_options import pick_out
         from ecellm.train.recipes import copy_recipe
 
-        typer.echo(str(copy_recipe(name, dest)))
+        typer.echo(str(copy_recipe(name, pick_out(out, dest, old_flag="DEST", required=True))))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ecellm.errors import InputError
-from ecellm.manifest import write_manifest
+from ecellm.manifest import write_output_manifest
 
 GGUF_ARCHS = {"llama": "LLAMA", "mistral": "LLAMA"}  # HF model_type -> gguf MODEL_ARCH
 
@@ -80,8 +80,9 @@ def merge(adapter: str, out: str | Path, *, base: str | None = None, template: A
     for name in ("ecellm_train.json", "README.md"):
         if (Path(adapter) / name).exists():
             shutil.copy2(Path(adapter) / name, tmp / name)
-    write_manifest(
-        tmp / "manifest.json",
+    write_output_manifest(
+        tmp,
+        folder=True,
         kind="export-merged",
         config={
             "adapter": adapter,
@@ -173,7 +174,7 @@ def to_gguf(
             "use --format merged and llama.cpp's convert_hf_to_gguf.py",
             file=str(model_dir),
         )
-    if dtype not in ("f16", "f32"):
+    if dtype not in GGUF_DTYPES:
         raise InputError("gguf dtype must be f16 or f32", field="dtype")
     arch = gguf.MODEL_ARCH[arch_name]
     n_head, n_kv = (
@@ -228,6 +229,10 @@ def to_gguf(
     return out_file
 
 
+FORMATS = ("merged", "gguf")
+GGUF_DTYPES = ("f16", "f32")
+
+
 def export(
     adapter: str,
     out: str | Path,
@@ -244,7 +249,7 @@ def export(
 
     if not Path(adapter).is_dir():
         raise InputError("adapter folder not found", file=adapter)
-    if fmt not in ("merged", "gguf"):
+    if fmt not in FORMATS:
         raise InputError(f"unknown export format {fmt!r}: use merged or gguf", field="format")
     choice = resolve_template(adapter, None, template)
     folder = merge(adapter, out, base=base, template=choice)

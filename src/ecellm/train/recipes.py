@@ -84,13 +84,13 @@ def resolve_config_path(spec: str) -> Path:
     return hit
 
 
-def copy_recipe(name: str, dest: str | Path) -> Path:
-    """Copy recipe ``name`` to ``dest`` (a file, or a folder to put ``NAME.yaml`` in); never overwrites."""
+def copy_recipe(name: str, out: str | Path) -> Path:
+    """Copy recipe ``name`` to ``out`` (a file, or a folder to put ``NAME.yaml`` in); never overwrites."""
     src = find_recipe(name)
     if src is None:
         known = ", ".join(r.name for r in list_recipes()) or "none found"
         raise InputError(f"unknown recipe (recipes: {known})", file=name)
-    dest = Path(dest)
+    dest = Path(out)
     target = dest / src.name if dest.is_dir() else dest
     if target.exists():
         raise InputError("destination exists; remove it or pick another name", file=str(target))

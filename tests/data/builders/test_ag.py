@@ -1,10 +1,13 @@
-"""AG builder: the reference profile's categories and its rule that an answer needs up-votes."""
+"""AG builder: real rows (hetPQA and ePQA, products never cross splits), the AmazonQA fixture, and
+the reference profile's categories and its rule that an answer needs up-votes."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 
-from tests.conftest import RAW_REFERENCE, builder_options
+from tests.conftest import FIXTURES, RAW_REFERENCE, builder_options
 
 from ecellm.data.builders import ag
 from ecellm.data.builders.ag import BELOW_VOTES
@@ -39,3 +42,40 @@ def test_best_answer_min_votes():
     answers = (("zero", 0), ("two", 2), ("", 5))  # (text, up-votes); an empty answer never wins
     item = QAItem("f", 1, "train", "A", "C", "q?", "descriptive", ("s",), answers, True)
     assert item.best_answer() == "two" and item.best_answer(1) == "two" and item.best_answer(3) is None
+
+
+FIX = FIXTURES / "raw_b"
+
+
+def _cfg(module, **over):
+    return {**module.DEFAULTS, **over}
+
+
+def test_ag_real(raw_dir: Path) -> None:
+    res = ag.build(raw_dir, _cfg(ag), 11)
+    sources = Counter(x.meta["source"] for v in res.drafts.values() for x in v)
+    assert set(sources) == {"hetpqa", "epqa"}
+    assert (
+        res.dropped["epqa question without a written answer"] == 172
+    )  # 56 without any answer + 116 w/o label 2
+    seen: dict[str, tuple[str, str]] = {}
+    for key, drafts in res.drafts.items():
+        for x in drafts:
+            assert len(x.output.split()) >= 2
+            assert json.loads(x.input)["document"]
+            assert seen.setdefault(x.meta["asin"], key) == key  # no product crosses splits/domains
+
+
+def test_ag_amazonqa_fixture() -> None:
+    gen = ag.build(FIX, _cfg(ag), 0)
+    outs = {k: sorted(x.output for x in v) for k, v in gen.drafts.items()}
+    assert outs == {
+        ("IND", "train"): [
+            "About as loud as a vacuum cleaner.",
+            "It holds at least 250 pounds according to reviewers.",
+        ],
+        ("IND", "val"): ["The lid is tempered glass with a steel rim."],
+        ("IND", "test"): ["About two minutes on a medium setting."],
+        ("OOD", "test"): ["Around twenty hours per charge."],
+    }
+    assert gen.dropped["amazonqa not descriptive, unanswerable or unanswered"] == 7

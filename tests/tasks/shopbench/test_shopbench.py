@@ -351,9 +351,9 @@ def test_cli_evaluate_official_file_with_mixed_metrics_and_alias(tmp_path: Path)
     a, b = json.loads(out1.read_text()), json.loads(out2.read_text())
     assert a["mode"] == "strict" and b["mode"] == "official"
     assert a["summary"]["shopbench"]["overall"] == b["summary"]["shopbench"]["overall"]
-    assert (tmp_path / "b.manifest.json").exists()
-    bad = runner.invoke(app, ["evaluate", *common, "--mode", "offical"])
-    assert isinstance(bad.exception, InputError) and "unknown mode 'offical'" in str(bad.exception)
+    assert (tmp_path / "b.json.manifest.json").exists()
+    bad = runner.invoke(app, ["evaluate", *common, "--mode", "offical"])  # a usage error, exit 2
+    assert bad.exit_code == 2 and "'offical' is not one of" in bad.output
 
 
 def test_odd_outputs_and_gains_never_crash() -> None:
