@@ -42,7 +42,7 @@ def test_one_of_reads_the_allowed_values_only_when_parsing():
 def test_one_of_refuses_with_exit_2_before_the_body(args):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2 and "ran" not in res.output
-    assert "is not one of 'a', 'b'" in res.output
+    assert "; choose one of a, b" in res.output
 
 
 def test_deprecated_alias_works_and_warns():

@@ -145,6 +145,11 @@ def main() -> None:
         typer.echo("aborted", err=True)
         sys.exit(130)
     except Exception as exc:
+        from ecellm.cli_options import ChoiceError
+
+        if isinstance(exc, ChoiceError):  # one line, as every other bad input
+            typer.echo(f"error: {_one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
         if _is_usage_error(exc):  # click's own lines (usage, the bad option), exit 2
             exc.show()  # type: ignore[attr-defined]
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]

@@ -20,19 +20,27 @@ import typer
 T = TypeVar("T")
 
 
-def one_of(allowed: Callable[[], Iterable[str]], *, none_ok: bool = True) -> Callable[[Any], Any]:
+class ChoiceError(typer.BadParameter):
+    """A value outside an option's choices: a usage error (exit 2) that ``ecellm.cli.main``
+    prints as one line, in the words the Python API uses for the same mistake."""
+
+
+def one_of(
+    allowed: Callable[[], Iterable[str]], *, none_ok: bool = True
+) -> Callable[[typer.Context, typer.CallbackParam, Any], Any]:
     """A typer ``callback`` refusing any value not in ``allowed()`` (a list value: each item).
 
     ``allowed`` is called only when the option is parsed, so its import happens then.
     """
 
-    def check(value: Any) -> Any:
-        if value is None and none_ok:
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if (value is None and none_ok) or ctx.resilient_parsing:
             return value
         known = tuple(allowed())
+        name = (param.opts[0] if param.opts else str(param.name)).lstrip("-")
         for item in value if isinstance(value, list | tuple) else [value]:
             if item not in known:
-                raise typer.BadParameter(f"{item!r} is not one of {', '.join(map(repr, known))}.")
+                raise ChoiceError(f"unknown {name} {item!r}; choose one of {', '.join(known)}")
         return value
 
     return check

@@ -353,7 +353,7 @@ def test_cli_evaluate_official_file_with_mixed_metrics_and_alias(tmp_path: Path)
     assert a["summary"]["shopbench"]["overall"] == b["summary"]["shopbench"]["overall"]
     assert (tmp_path / "b.json.manifest.json").exists()
     bad = runner.invoke(app, ["evaluate", *common, "--mode", "offical"])  # a usage error, exit 2
-    assert bad.exit_code == 2 and "'offical' is not one of" in bad.output
+    assert bad.exit_code == 2 and "unknown mode 'offical'" in bad.output
 
 
 def test_odd_outputs_and_gains_never_crash() -> None:
