@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from ecellm.errors import InputError
 from ecellm.models import loading
@@ -87,3 +88,13 @@ def test_safetensors_folder_loads_and_pickle_adapter_is_refused(tmp_path: Path, 
     (adapter / "adapter_model.bin").unlink()
     with pytest.raises(InputError, match="no adapter weights"):
         loading.load_model_and_tokenizer(str(folder), adapter=str(adapter))
+
+
+def test_auto_dtype_is_bf16_for_cpu_inference_only_with_native_bf16(monkeypatch):
+    from ecellm.models import loading
+
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert loading.auto_dtype("cpu", for_training=False) == torch.bfloat16
+    assert loading.auto_dtype("cpu", for_training=True) == torch.float32
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    assert loading.auto_dtype("cpu", for_training=False) == torch.float32
