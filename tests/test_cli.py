@@ -85,7 +85,6 @@ WRONG_CHOICES = [
     ("data export {m} --out {o} --format csv", "--format", "ecellm.data.export:export_build"),
     ("data export {m} --out {o} -f lm-eval --template chat", "--template", "ecellm.data.export:export_build"),
     ("data build --raw-dir {m} --out {o} --family books", "--family", "ecellm.data.pipeline:build_dataset"),
-    ("data build --raw-dir {m} --out {o} --profile paper", "--profile", "ecellm.data.pipeline:build_dataset"),
     ("tasks --family books", "--family", "ecellm.tasks.describe:describe_tasks"),
 ]
 

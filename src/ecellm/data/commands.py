@@ -15,12 +15,6 @@ log = logging.getLogger("ecellm.data")
 FAMILIES = ("ecinstruct", "shopping")  # build_dataset and build_shopping
 
 
-def _profiles() -> list[str]:
-    from ecellm.data.pipeline import profiles
-
-    return profiles()
-
-
 def _export_formats() -> tuple[str, ...]:
     from ecellm.data.export import FORMATS
 
@@ -82,10 +76,9 @@ def register(app: typer.Typer) -> None:
         ] = "ecinstruct",
         profile: Annotated[
             str | None,
+            # checked by the build's config loader, before any raw file is read
             typer.Option(
-                "--profile",
-                callback=one_of(_profiles),
-                help="Build profile layered under --config: 'reference' (the eCeLLM rules).",
+                "--profile", help="Build profile layered under --config: 'reference' (the eCeLLM rules)."
             ),
         ] = None,
     ) -> None:
