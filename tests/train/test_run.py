@@ -173,6 +173,8 @@ def test_train_writes_peft_adapter_and_resume_continues_at_the_same_step(tmp_pat
     assert info["template"] == "alpaca" and info["stats"]["global_step"] == 4
     assert info["stats"]["train"]["dropped_target_cut"] == 0
     # CPU defaults: eager attention, fast dropout in all 30 x 7 adapted projections; fp32 (auto)
+    threads = info["stats"]["kernels"].pop("threads")  # the idle cores, chosen at the start
+    assert isinstance(threads, int) and 1 <= threads <= (os.cpu_count() or 1)
     assert info["stats"]["kernels"] == {
         "attn_implementation": "eager",
         "fast_lora_dropout_layers": 210,

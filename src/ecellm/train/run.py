@@ -251,6 +251,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     from ecellm.speedups import scope
     from ecellm.speedups.fused_lora import fused_lora_linears
     from ecellm.speedups.packed import packed_frozen_linears
+    from ecellm.speedups.threads import set_threads
     from ecellm.train.card import write_outputs
     from ecellm.train.loss import LossOptions, make_trainer_class
     from ecellm.train.model import kernels, load_for_training
@@ -280,6 +281,8 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     # training only (see ecellm.speedups.packed and ecellm.speedups.fused_lora)
     with ExitStack() as stack:
         stack.enter_context(scope(p.cfg.speedups))  # off: the contexts below leave the plain path
+        if loaded.model.device.type == "cpu":  # busy cores make torch's spinning workers wait
+            p.stats["kernels"]["threads"] = set_threads()
         fused = []
         if p.cfg.packed_weights and p.cfg.fused_lora:
             fused = stack.enter_context(fused_lora_linears(loaded.model))
