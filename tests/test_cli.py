@@ -17,14 +17,13 @@ from ecellm import cli
 runner = CliRunner()
 ROOT = get_command(cli.app)
 
-# Commands whose module another piece of work owns for now; they still declare options as
-# defaults (``x: T = typer.Option(...)``). Remove a name once its module is converted.
-PENDING_STYLE = {"experiment", "quickstart"}
+# Commands allowed to declare options as defaults (``x: T = typer.Option(...)``): none.
+PENDING_STYLE: set[str] = set()
 
 # Every command that writes an output (a file or a folder) names it with --out.
 WRITES_OUTPUT = {
     "data build", "data export", "data fetch", "predict", "evaluate", "shopbench score",
-    "shopbench compare", "report", "train", "export", "recipes cp", "quickstart",
+    "shopbench compare", "report", "train", "export", "recipes cp", "quickstart", "experiment",
 }
 
 

@@ -24,7 +24,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -357,13 +357,18 @@ def run_quickstart(
 def register(app: typer.Typer) -> None:
     @app.command("quickstart")
     def quickstart_cmd(
-        raw_dir: str | None = typer.Option(
-            None, help="raw data folder (default $ECELLM_RAW_DIR or ../shared/raw)"
-        ),
-        out: str = typer.Option("runs/quickstart", help="output folder"),
-        per_task: int = typer.Option(PER_TASK, help="IND test samples per task"),
-        ood_per_task: int = typer.Option(OOD_PER_TASK, help="OOD test samples per task"),
-        max_steps: int | None = typer.Option(None, help="training steps (default: the fixed demo budget)"),
+        raw_dir: Annotated[
+            str | None,
+            typer.Option("--raw-dir", help="raw data folder (default $ECELLM_RAW_DIR or ../shared/raw)"),
+        ] = None,
+        out: Annotated[str, typer.Option("--out", "-o", help="output folder")] = "runs/quickstart",
+        per_task: Annotated[int, typer.Option("--per-task", help="IND test samples per task")] = PER_TASK,
+        ood_per_task: Annotated[
+            int, typer.Option("--ood-per-task", help="OOD test samples per task")
+        ] = OOD_PER_TASK,
+        max_steps: Annotated[
+            int | None, typer.Option("--max-steps", help="training steps (default: the fixed demo budget)")
+        ] = None,
     ) -> None:
         """Build ECInstruct-lite, score SmolLM2-135M, LoRA-tune it, score again, print before/after."""
         run_quickstart(raw_dir, out, per_task=per_task, ood_per_task=ood_per_task, max_steps=max_steps)

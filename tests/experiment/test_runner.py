@@ -221,6 +221,20 @@ def test_plan_lists_steps_without_running(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out" / "steps" / "train").exists()
 
 
+def test_out_replaces_the_configs_folder(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path)
+    path = tmp_path / "tiny.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(cfg))
+    other = tmp_path / "elsewhere"
+    argv = ["ecellm", "experiment", str(path), "--out", str(other), "--stop-after", "1"]
+    monkeypatch.setattr(sys, "argv", argv)
+    cli.main()
+    assert (other / "steps" / "data" / "done.json").is_file() and (other / "experiment.json").is_file()
+    assert not (tmp_path / "out").exists()  # the config's own out_dir is left alone
+
+
 def test_step_folder_keys(tmp_path):
     from ecellm.experiment.cache import StepDir, code_version
 

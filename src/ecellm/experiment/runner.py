@@ -263,13 +263,18 @@ def run_experiment(
     plan_only: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    out: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Run (or continue) the experiment; returns the per-step statuses and the report files.
+
+    ``out`` replaces the config's ``out_dir`` (the folder of the steps, the cache and the report).
 
     ``stop_after=N`` stops after N steps that did work (a budget, and how the tests interrupt a
     run); ``plan_only`` lists the steps with their status and the estimated time, running nothing.
     """
     cfg = load_experiment(config)
+    if out is not None:
+        cfg = cfg.model_copy(update={"out_dir": str(out)})
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     plan = Plan(cfg, progress=progress)
     total = len(plan.steps)
