@@ -157,8 +157,9 @@ def main() -> int:
     ap.add_argument(
         "--threads",
         type=int,
-        default=1,
-        help="CPU threads of both servers (1: on a shared 2-core machine two threads spin-wait)",
+        default=os.cpu_count() or 1,
+        help="CPU threads of both servers (default: every core, for an idle machine; use 1 on a busy "
+        "machine, where two threads spin-wait for each other)",
     )
     ap.add_argument("--server-arg", action="append", default=[], help="extra 'ecellm serve' argument")
     ap.add_argument("--json", type=Path, help="also write the results here")
