@@ -143,3 +143,13 @@ def test_predict_applies_the_adapters_offsets_by_default_and_records_them(tmp_pa
     assert config["offsets"]["sha256"]
     rec, config = run("b.jsonl", offsets=False)
     assert rec["prediction"] == "no" and "offsets" not in config
+
+
+def test_predict_refuses_a_malformed_offsets_file_before_the_model_loads(tmp_path) -> None:
+    from ecellm.infer.predict import predict
+
+    bad = tmp_path / "offsets.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="unreadable offsets"):  # the missing model is never reached
+        predict([_pm(0, "yes")], out=tmp_path / "p.jsonl", model=str(tmp_path / "no-model"), offsets=str(bad))
+    assert not (tmp_path / "p.jsonl").exists()

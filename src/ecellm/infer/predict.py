@@ -370,7 +370,9 @@ def predict(
     offsets_file = _offsets_file(offsets, adapter)
     if offsets_file is not None:
         from ecellm.io import sha256_file
+        from ecellm.offsets import read_offsets
 
+        task_offsets = read_offsets(offsets_file)  # a malformed file fails before the model loads
         config["offsets"] = {"path": _spec(str(offsets_file)), "sha256": sha256_file(offsets_file)}
     existing = out.exists() and out.stat().st_size > 0
     if existing and resume:
@@ -403,9 +405,9 @@ def predict(
 
         engine = calibrated(engine, samples, all_requests, template)
     if offsets_file is not None:
-        from ecellm.offsets import OffsetBackend, read_offsets
+        from ecellm.offsets import OffsetBackend
 
-        engine = OffsetBackend(engine, read_offsets(offsets_file))
+        engine = OffsetBackend(engine, task_offsets)
     info = {"modes": modes_by_task(all_requests), "n_samples": len(samples), "resumed_done": len(done)}
 
     def manifest(**extra: Any) -> None:
