@@ -78,6 +78,12 @@ class LoraConfig(_Strict):
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["auto"] = "auto"
     lm_head: bool = Field(default=True, description="also adapt the output projection (the paper does)")
+    top_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="adapt only the last N transformer blocks (and the head): the backward pass stops "
+        "below them, so a step costs little more than a forward; None = every block",
+    )
     fast_dropout: bool = Field(
         default=True,
         description="CPU: dropout masks from 16-bit uniforms (p rounded to 1/32768), 4x fewer random draws",

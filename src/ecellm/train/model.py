@@ -8,6 +8,7 @@ falls back to every linear layer inside the transformer blocks, and a config can
 from __future__ import annotations
 
 import importlib.util
+import re
 from typing import Any
 
 from ecellm.errors import InputError
@@ -61,9 +62,42 @@ def target_modules(model: Any, cfg: TrainConfig) -> list[str]:
     else:
         wanted = TARGETS.get(getattr(model.config, "model_type", ""), [])
         names = [t for t in wanted if t in linear_leaves] or [t for t in linear_leaves if t not in HEAD_NAMES]
+    if cfg.lora.top_layers is not None:
+        names = _top_block_modules(model, names, cfg.lora.top_layers)
     if cfg.lora.lm_head:
         names += [h for h in HEAD_NAMES if h in linear_leaves and h not in names][:1]
     return names
+
+
+_BLOCK_INDEX = re.compile(r"^(.*?)\.(\d+)\.")
+
+
+def _top_block_modules(model: Any, leaves: list[str], n: int) -> list[str]:
+    """Full names of the ``leaves`` projections inside the last ``n`` blocks of each block stack.
+
+    Why: gradients then flow only through those blocks; below the lowest adapted block nothing
+    requires a gradient and autograd records nothing, so the backward pass is cut short. A
+    stack is a module list of numbered blocks (``model.layers``; an encoder-decoder has two).
+    """
+    import torch
+
+    found: dict[str, list[tuple[int, str]]] = {}
+    for name, module in model.named_modules():
+        if not isinstance(module, torch.nn.Linear) or name.rsplit(".", 1)[-1] not in leaves:
+            continue
+        m = _BLOCK_INDEX.match(name)
+        if m:
+            found.setdefault(m.group(1), []).append((int(m.group(2)), name))
+    if not found:
+        raise InputError(
+            f"lora.top_layers: no numbered transformer blocks found in {type(model).__name__}",
+            field="lora.top_layers",
+        )
+    chosen: list[str] = []
+    for entries in found.values():
+        last = max(i for i, _ in entries)
+        chosen += sorted(name for i, name in entries if i > last - n)
+    return chosen
 
 
 def _qlora_config() -> Any:
@@ -154,7 +188,8 @@ def _attention(cfg: TrainConfig) -> str | None:
     On CPU, eager attention is the default: with answer-only logits, fast dropout and bf16
     autocast, a SmolLM2-135M LoRA step ran at 332 tokens/s with it and 263 with SDPA, whose
     CPU backward kernel dominated (12% of the step). It keeps the T x T probabilities per layer
-    for the backward pass, which at cutoff 512 and micro-batch 4 is ~40 MB per layer.
+    for the backward pass, which at cutoff 512 and micro-batch 4 is ~40 MB per layer; past
+    ~512 tokens in fp32 SDPA was faster (docs/training.md), so long-cutoff recipes name it.
     """
     import torch
 
