@@ -91,4 +91,5 @@ def test_top_layers_refuses_a_model_without_numbered_blocks():
     model.add_module("proj", torch.nn.Linear(4, 4))
     model.config = type("C", (), {"model_type": "x"})()
     with pytest.raises(InputError, match="top_layers"):
-        target_modules(model, TrainConfig(data={"train": "x"}, lora={"top_layers": 1, "target_modules": ["proj"]}))
+        lora = {"top_layers": 1, "target_modules": ["proj"]}
+        target_modules(model, TrainConfig(data={"train": "x"}, lora=lora))
