@@ -33,6 +33,7 @@ from typing import Any
 
 from ecellm.data.schema import Sample
 from ecellm.errors import InputError
+from ecellm.infer.rescoring import RescoringBackend
 
 FILE = "offsets.json"
 VERSION = 1
@@ -222,27 +223,18 @@ def find_offsets(adapter: str | None) -> Path | None:
     return p if p.is_file() else None
 
 
-class OffsetBackend:
+class OffsetBackend(RescoringBackend):
     """Wraps a backend so that choice requests are answered under per-task offsets."""
 
     def __init__(self, backend: Any, offsets: Mapping[str, Mapping[str, float]]) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.offsets = {t: dict(v) for t, v in offsets.items()}
-        self.name = getattr(backend, "name", type(backend).__name__)
-        self.supported_modes = getattr(backend, "supported_modes", frozenset({"generate"}))
-        self.tokenizer = getattr(backend, "tokenizer", None)
 
-    def describe(self) -> dict[str, Any]:
-        info = dict(self.backend.describe()) if hasattr(self.backend, "describe") else {}
-        info["offsets"] = self.offsets
-        return info
+    def description(self) -> dict[str, Any]:
+        return {"offsets": self.offsets}
 
-    def run(self, requests: Iterable[Any]) -> Iterator[Any]:
-        reqs = list(requests)
-        task_of = {r.id: r.task for r in reqs}
-        for c in self.backend.run(reqs):
-            task = task_of.get(c.id)
-            if c.choice_logprobs and task in self.offsets:
-                yield replace(c, text=decide(task, c.choice_logprobs, self.offsets[task]))
-            else:
-                yield c
+    def rescore(self, request: Any, completion: Any) -> Any:
+        if request.task not in self.offsets:
+            return completion
+        text = decide(request.task, completion.choice_logprobs, self.offsets[request.task])
+        return replace(completion, text=text)

@@ -19,12 +19,13 @@ through unchanged. Works with any backend that returns ``choice_logprobs``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
 from ecellm.data.schema import Sample
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.rescoring import RescoringBackend
 
 CONTENT_FREE: tuple[str, ...] = ("N/A", "")
 
@@ -54,21 +55,16 @@ def _normalised(scores: Sequence[float]) -> list[float]:
     return [s - z for s in scores]
 
 
-class CalibratedBackend:
+class CalibratedBackend(RescoringBackend):
     """Wraps a backend so that choice requests are answered with calibrated scores."""
 
     def __init__(self, backend: Any, prompts: dict[str, tuple[str, ...]]) -> None:
-        self.backend = backend
+        super().__init__(backend)
         self.prompts = prompts
         self.cache: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[float]] = {}
-        self.name = getattr(backend, "name", type(backend).__name__)
-        self.supported_modes = getattr(backend, "supported_modes", frozenset({"generate"}))
-        self.tokenizer = getattr(backend, "tokenizer", None)
 
-    def describe(self) -> dict[str, Any]:
-        info = dict(self.backend.describe()) if hasattr(self.backend, "describe") else {}
-        info["calibration"] = {"content_free_inputs": list(CONTENT_FREE), "cached_priors": len(self.cache)}
-        return info
+    def description(self) -> dict[str, Any]:
+        return {"calibration": {"content_free_inputs": list(CONTENT_FREE), "cached_priors": len(self.cache)}}
 
     @staticmethod
     def _key(prompt: str, r: Request) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
@@ -80,9 +76,12 @@ class CalibratedBackend:
         probs = [sum(math.exp(row[k]) for row in rows) / len(rows) for k in range(len(rows[0]))]
         return [math.log(max(p, 1e-300)) for p in probs]
 
-    def _fill_cache(self, requests: Sequence[Request]) -> None:
+    def prepare(self, requests: Sequence[Request]) -> None:
+        """Scores the content-free prompts not yet cached."""
         todo: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Request] = {}
         for r in requests:
+            if r.mode != "choice":
+                continue
             for p in self.prompts.get(r.id, ()):
                 key = self._key(p, r)
                 if key not in self.cache and key not in todo:
@@ -96,25 +95,18 @@ class CalibratedBackend:
             req = todo[keys[c.id]]
             self.cache[keys[c.id]] = [c.choice_logprobs[ch] for ch in req.choices or ()]
 
-    def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
-        reqs = list(requests)
-        calibrated = [r for r in reqs if r.mode == "choice" and r.id in self.prompts]
-        self._fill_cache(calibrated)
-        by_id = {r.id: r for r in calibrated}
-        for c in self.backend.run(reqs):
-            r = by_id.get(c.id)
-            if r is None or c.choice_logprobs is None:
-                yield c
-                continue
-            choices = list(r.choices or ())
-            raw = [c.choice_logprobs[ch] for ch in choices]
-            score = [s - p for s, p in zip(_normalised(raw), self.prior(r), strict=True)]
-            best = max(range(len(score)), key=lambda k: (score[k], -k))  # ties: the first choice
-            yield replace(
-                c,
-                text=choices[best],
-                choice_logprobs={ch: round(s, 6) for ch, s in zip(choices, score, strict=True)},
-            )
+    def rescore(self, r: Request, c: Completion) -> Completion:
+        if r.mode != "choice" or r.id not in self.prompts:
+            return c
+        choices = list(r.choices or ())
+        raw = [c.choice_logprobs[ch] for ch in choices]
+        score = [s - p for s, p in zip(_normalised(raw), self.prior(r), strict=True)]
+        best = max(range(len(score)), key=lambda k: (score[k], -k))  # ties: the first choice
+        return replace(
+            c,
+            text=choices[best],
+            choice_logprobs={ch: round(s, 6) for ch, s in zip(choices, score, strict=True)},
+        )
 
 
 def calibrate(backend: Any, samples: Sequence[Sample], requests: Sequence[Request], template: str) -> Any:
