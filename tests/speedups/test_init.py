@@ -55,10 +55,12 @@ def test_switched_off_the_backend_runs_the_plain_path_with_the_same_answers(smol
             seen.append((_switch, model.config._attn_implementation, type(kw.get("past_key_values"))))
             return _forward(*args, **kw)
 
-        monkeypatch.setattr(model, "forward", spy)
-        reqs = make_requests(backend, samples, mode="auto", template="alpaca")
-        runs.append({r["id"]: (r["prediction"], r["mode"]) for r in run_records(backend, samples, reqs)})
-        monkeypatch.undo()
+        model.forward = spy  # an instance attribute, removed below so the class's forward is back
+        try:
+            reqs = make_requests(backend, samples, mode="auto", template="alpaca")
+            runs.append({r["id"]: (r["prediction"], r["mode"]) for r in run_records(backend, samples, reqs)})
+        finally:
+            del model.forward  # (monkeypatch.undo would leave the bound method on the shared model)
         assert backend.describe()["speedups"] is (switch is None)
     assert runs[0] == runs[1] and {m for _, m in runs[0].values()} >= {"choice", "constrained"}
     off = [s for s in seen if s[0] == "0"]
