@@ -38,7 +38,7 @@ def reference_greedy(loaded, prompt: str, n: int) -> str:
 @pytest.fixture(scope="module")
 def server(smollm2, monkeypatch_module):
     monkeypatch_module.delenv("ECELLM_SERVER_TOKEN", raising=False)
-    with BackgroundServer(create_app(loaded=smollm2, served_name="smol")) as srv:
+    with BackgroundServer(create_app(loaded=smollm2, served_name="smol", autocast="off")) as srv:
         yield srv
 
 

@@ -84,6 +84,7 @@ def create_app(
     threads: int | None = None,
     trust_remote_code: bool = False,
     template: str | None = None,
+    autocast: str | None = "auto",
 ) -> FastAPI:
     """Build the app. Pass ``loaded`` to serve a model already in memory (tests, notebooks).
 
@@ -97,7 +98,9 @@ def create_app(
     60 concurrent short completions decode as one batch, see docs/performance.md) behind a
     :class:`~ecellm.serve.batching.Batcher` gathering up to ``max_batch`` prompts of concurrent
     requests per model call after a ``window_ms`` wait; ``batching=False`` serves one request
-    per model call. Bodies over ``max_body_bytes`` get 413.
+    per model call. Bodies over ``max_body_bytes`` get 413. ``autocast`` is the hf backend's
+    (``auto``: bf16 autocast on CPUs with native bf16; ``off``: the weights' own dtype, so that
+    answers equal a plain fp32 ``generate``).
     """
     from ecellm.infer.backends import open_backend
 
@@ -108,7 +111,7 @@ def create_app(
     choice = serving_template(loaded, template)
     engine = Engine(loaded, template=choice.template)
     metrics = Metrics()
-    backend = open_backend("hf", loaded, batch_size=batch_size, threads=threads)
+    backend = open_backend("hf", loaded, batch_size=batch_size, threads=threads, autocast=autocast)
     batcher = Batcher(
         backend, enabled=batching, max_rows=max_batch, window_s=window_ms / 1000, metrics=metrics
     )

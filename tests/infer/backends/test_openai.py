@@ -38,7 +38,7 @@ def reference_greedy(loaded, prompt: str, n: int) -> tuple[str, int]:
 def ecellm_server(smollm2):
     # The server demands the same bearer token the backend reads from $OPENAI_API_KEY, so the
     # tests also prove the key travels in the Authorization header.
-    with BackgroundServer(create_app(loaded=smollm2, served_name="smol", token=KEY)) as srv:
+    with BackgroundServer(create_app(loaded=smollm2, served_name="smol", token=KEY, autocast="off")) as srv:
         yield srv
 
 
