@@ -4,7 +4,8 @@ What is scored: each request's ``score_texts`` (default: the choices themselves)
 builder passes the option *letter* for option tasks (SA, MPC), because a gold answer starts with
 the letter and scoring the full option text would favour short descriptions; for letters and
 yes/no the scored text is the answer. Scores are sums of token log-probabilities, not
-length-normalised: in these tasks every scored text is one or two tokens.
+length-normalised: in these tasks every scored text is one or two tokens. The log-probabilities
+come from an fp32 head even when the model runs in 16 bits (:mod:`ecellm.infer.fp32_head`).
 
 How: when every scored text is a single token after its prompt (the usual case), one forward
 pass over the batch of prompts gives all scores from the last position's distribution, so the
@@ -17,6 +18,8 @@ tokenised on its own and appended, which is what generation after that prompt wo
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from ecellm.infer.fp32_head import fp32_head
 
 if TYPE_CHECKING:
     from ecellm.infer.prefix import SharedPrefix
@@ -61,7 +64,7 @@ def score_batch(
     if all(len(c) == 1 for cs in cands for c in cs):
         suffixes = [p[n:] for p, n in zip(prompt_ids, lengths, strict=True)]
         ids, mask, pos, cache = _inputs(suffixes, pad, device, prefix, None)
-        with torch.no_grad():
+        with torch.no_grad(), fp32_head(model):
             logits = model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=1
             ).logits[:, -1, :]
@@ -77,7 +80,7 @@ def score_batch(
     # Only the last max(span) + 1 positions predict candidate tokens (left padding aligns the
     # ends), so the full-vocabulary projection and softmax run on those alone.
     keep = max(spans) + 1
-    with torch.no_grad():
+    with torch.no_grad(), fp32_head(model):
         logits = model(
             input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, logits_to_keep=keep
         ).logits
@@ -157,7 +160,7 @@ def score_batch_seq2seq(
     from transformers.modeling_outputs import BaseModelOutput
 
     cands = [[seq2seq_candidate_ids(tokenizer, t) for t in ts] for ts in texts]
-    with torch.no_grad():
+    with torch.no_grad(), fp32_head(model):
         hidden = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         device = hidden.device
         if all(len(c) == 1 for cs in cands for c in cs):
