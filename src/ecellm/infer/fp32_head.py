@@ -61,15 +61,14 @@ def head_logits_fp32(module: Any, hidden: Any) -> Any | None:
     return out
 
 
-def _needs_fp32(model: Any, head: Any) -> bool:
+def _needs_fp32(head: Any) -> bool:
+    """Whether ``head``'s output would be 16-bit: 16-bit weights, or autocast on their device."""
     import torch
 
-    base = getattr(head, "base_layer", head)
-    weight = getattr(base, "weight", None)
+    weight = getattr(getattr(head, "base_layer", head), "weight", None)
     if weight is None:
         return False
-    device = weight.device.type
-    return weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(device)
+    return weight.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(weight.device.type)
 
 
 @contextmanager
@@ -78,7 +77,7 @@ def fp32_head(model: Any) -> Iterator[bool]:
     16-bit; yields whether the hook is on."""
     get = getattr(model, "get_output_embeddings", None)
     head = get() if callable(get) else None
-    if head is None or not _needs_fp32(model, head):
+    if head is None or not _needs_fp32(head):
         yield False
         return
 
