@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ecellm.infer.constrained import GrammarProcessor, chunk_width
+from ecellm.infer.constrained import GrammarProcessor
 from ecellm.infer.grammars import grammar_for
 from ecellm.tasks.constraints import NumberList, Ranking
 
@@ -59,19 +59,3 @@ def test_a_ranking_ends_when_every_label_is_listed() -> None:
     spec = Ranking(("1", "2", "3"))
     prefs = [["2", "<eos>"], [",", "<eos>"], ["3", "<eos>"], [",", "<eos>"], ["<eos>"]]
     assert greedy(spec, prefs) == "2,3,1"
-
-
-def test_chunk_width_trades_passes_against_padding():
-    # 4 rows, one with a 15-token jump-forward chunk, a pass worth 45 positions:
-    # w=1 costs (45 + 4*1) / 4 fed = 12.25 per token, w=15 costs (45 + 4*15) / (3 + 15) = 5.83
-    assert chunk_width([1, 1, 1, 15], rows=4, pass_cost=45) == 15
-    # 16 rows: w=1 costs (45 + 16) / 16 = 3.81, w=15 costs (45 + 240) / 30 = 9.5
-    assert chunk_width([1] * 15 + [15], rows=16, pass_cost=45) == 1
-    # where extra positions are nearly free (accelerators), the long chunk goes in as few passes as
-    # the cap allows (128 // 16 live rows = 8 positions)
-    assert chunk_width([1] * 15 + [15], rows=16, pass_cost=1000) == 8
-    # w=1: 49/4 = 12.25, w=2: 53/7 = 7.57, w=3: 57/9 = 6.33, w=6: 69/12 = 5.75
-    assert chunk_width([1, 2, 3, 6], rows=4, pass_cost=45) == 6
-    # finished rows (empty queues) do not count as fed; the cap (8 // 2 live rows) bounds the width
-    assert chunk_width([0, 0, 5, 9], rows=4, pass_cost=45, cap=8) == 4
-    assert chunk_width([0, 0], rows=2, pass_cost=45) == 1

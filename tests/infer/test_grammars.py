@@ -141,9 +141,18 @@ def test_forced_text_is_a_prefix_of_every_completion() -> None:
     assert g.forced(state) == ""  # the value is the model's
     state = feed(g, state, 'None", "source": "')
     assert g.forced(state) == 'None"'  # a None value forces a None source
+    state = feed(g, g.start(), '[{"attribute": "color", "value": "red", "source": "')
+    assert g.forced(state) == 'product title"'  # the only field name
+    two = AveJson(("color",), ("product title", "product description"))
+    state = feed(two, two.start(), '[{"attribute": "color", "value": "red", "source": "')
+    assert two.forced(state) == "product "  # what both field names share
+    assert two.forced(feed(two, state, "product d")) == 'escription"'
     r = grammar_for(Ranking(("A", "B")))
     assert r.forced(r.start()) == "" and r.forced(feed(r, r.start(), "B")) == ","
     assert r.forced(feed(r, r.start(), "B,")) == "A"
+    o = grammar_for(OneOf(("very good", "very bad", "fine")))
+    assert o.forced(o.start()) == "" and o.forced("v") == "ery "  # what the options left share
+    assert o.forced("very g") == "ood" and o.forced("very good") == ""
 
 
 def test_ranking_count_distinct_listed_numbers() -> None:

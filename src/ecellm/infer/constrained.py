@@ -133,6 +133,22 @@ class GrammarProcessor:
                 return out
             tid = nxt
 
+    def admissible(self, b: int, guess: list[int]) -> list[int]:
+        """The guessed tokens row ``b``'s grammar accepts from its current state, up to where the
+        grammar fixes the next text itself (those tokens are the processor's to emit)."""
+        g, state = self.grammars[b], self.states[b]
+        out: list[int] = []
+        for t in guess:
+            text = self.tok_text[t] if t < len(self.tok_text) else ""
+            nxt = feed(g, state, text) if text else None
+            if nxt is None:
+                break
+            out.append(t)
+            state = nxt
+            if g.forced(state) or g.final(state):
+                break
+        return out
+
     def _choose(self, b: int, g: Grammar, row: Any, remaining: int) -> int:
         state = self.states[b]
         finish = g.finish(state)
@@ -201,122 +217,3 @@ def _first_eos(tokenizer: Any) -> int:
     if eos is None:
         raise ValueError("constrained decoding needs a tokenizer with an end-of-sequence token")
     return int(eos)
-
-
-# Cap on a pass's chunk (rows x width, padding included): a guard against huge chunks.
-JUMP_TOKENS = 128
-
-# What one forward pass costs beyond the positions it feeds, in fed positions. Measured on
-# SmolLM2-135M (bf16, 2 CPU threads, 16 rows, 400 cached positions): a pass took ~57 ms plus
-# ~1.25 ms per fed position (padding included), so a pass costs about as much as 45 positions.
-# Accelerators run extra positions almost for free, which a large value expresses.
-PASS_COST_CPU = 45
-PASS_COST_ACCELERATOR = 1000
-
-
-def chunk_width(queued: list[int], rows: int, pass_cost: int, cap: int = JUMP_TOKENS) -> int:
-    """How many positions the next pass feeds per row, given each row's queue length.
-
-    Every row of the batch feeds ``width`` positions (short queues are left-padded), so one
-    long jump-forward chunk would make all other rows pad up to its length. The width chosen
-    minimises the estimated cost per queued token fed, ``(pass_cost + rows * w) / fed(w)``, over
-    the queue lengths (a longer queue is then fed over several passes, which costs nothing in
-    exactness: its row makes no choice until its queue is empty).
-    """
-    live = [n for n in queued if n]
-    if not live:
-        return 1
-    limit = max(1, cap // len(live))
-    best, best_rate = 1, float("inf")
-    for w in sorted({min(n, limit) for n in live}):
-        rate = (pass_cost + rows * w) / sum(min(n, w) for n in live)
-        if rate < best_rate:
-            best, best_rate = w, rate
-    return best
-
-
-def decode(
-    model: Any,
-    input_ids: Any,
-    attention_mask: Any,
-    cache: Any,
-    proc: GrammarProcessor,
-    max_new_tokens: int,
-    pad_id: int,
-    jump_tokens: int = JUMP_TOKENS,
-    pass_cost: int | None = None,
-) -> list[list[int]]:
-    """Greedy constrained decoding with jump-forward: a forward pass feeds each row several of
-    the tokens it has emitted but the model has not seen yet (its chosen token plus the
-    grammar-fixed tokens after it), and scores are consulted only once a row's queue is empty.
-
-    Why not ``model.generate``: there every token costs a decode step, and an AVE answer is
-    mostly fixed JSON skeleton, so most steps would compute logits nobody looks at. The tokens
-    emitted are those of :meth:`GrammarProcessor.__call__` under ``generate`` (a test checks).
-
-    ``input_ids``/``attention_mask`` cover the whole (left-padded) prompt; ``cache`` holds its
-    first ``cache.get_seq_length()`` positions (a shared prefix) or is ``None``. Rows feed
-    different numbers of tokens per pass, so each pass's chunk is left-padded with mask 0 and
-    positions come from the mask's cumulative sum. The chunk width trades passes against padding
-    (:func:`chunk_width`, ``pass_cost`` defaults per device), and finished rows leave the batch
-    once they are a quarter of it, so they stop costing positions. Returns each row's new ids
-    without EOS.
-
-    Causal LMs only: an encoder-decoder's decoder (T5) takes no position ids, so left-padded
-    chunks would shift its relative positions; the hf backend runs seq2seq models through
-    ``model.generate`` with this processor instead, which emits the same tokens one per step.
-    """
-    import torch
-
-    from ecellm.speedups.kvcache import decode_cache
-
-    if pass_cost is None:
-        pass_cost = PASS_COST_CPU if input_ids.device.type == "cpu" else PASS_COST_ACCELERATOR
-    cache = decode_cache(model, cache)
-    run = input_ids[:, cache.get_seq_length() :]
-    mask = attention_mask
-    rows = input_ids.shape[0]
-    alive = list(range(rows))  # the original row of each batch row
-    tokens: list[list[int]] = [[] for _ in range(rows)]
-    queue: list[list[int]] = [[] for _ in range(rows)]  # emitted, not yet fed to the model
-
-    def finished(b: int) -> bool:
-        return (proc.done[b] or len(tokens[b]) >= max_new_tokens) and not queue[b]
-
-    while True:
-        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)[:, -run.shape[1] :]
-        out = model(
-            input_ids=run,
-            attention_mask=mask,
-            position_ids=pos,
-            cache=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = out.cache
-        scores = out.logits[:, -1, :].float()
-        for i, b in enumerate(alive):
-            if queue[b] or proc.done[b] or len(tokens[b]) >= max_new_tokens:
-                continue
-            emitted = proc.step_row(b, scores[i], len(tokens[b]))[: max_new_tokens - len(tokens[b])]
-            emitted = [t for t in emitted if t != proc.eos]
-            tokens[b] += emitted
-            if not proc.done[b] and len(tokens[b]) < max_new_tokens:
-                queue[b] = emitted  # the model must see them before the row's next choice
-        keep = [i for i, b in enumerate(alive) if not finished(b)]
-        if not keep:
-            return tokens
-        if 4 * (len(alive) - len(keep)) >= len(alive):
-            index = torch.tensor(keep, dtype=torch.long, device=mask.device)
-            cache.batch_select_indices(index)
-            mask = mask.index_select(0, index)
-            alive = [alive[i] for i in keep]
-        width = chunk_width([len(queue[b]) for b in alive], len(alive), pass_cost, jump_tokens)
-        run = torch.full((len(alive), width), pad_id, dtype=torch.long, device=input_ids.device)
-        new_mask = torch.zeros((len(alive), width), dtype=mask.dtype, device=mask.device)
-        for i, b in enumerate(alive):
-            chunk, queue[b] = queue[b][:width], queue[b][width:]
-            if chunk:
-                run[i, width - len(chunk) :] = torch.tensor(chunk, dtype=torch.long)
-                new_mask[i, width - len(chunk) :] = 1
-        mask = torch.cat([mask, new_mask], dim=1)

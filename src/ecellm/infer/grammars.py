@@ -198,8 +198,7 @@ class OneOfGrammar:
         return min((a for a in self.spec.options if a.startswith(state)), key=len)[len(state) :]
 
     def forced(self, state: str) -> str:
-        rest = [a[len(state) :] for a in self.spec.options if a.startswith(state)]
-        return rest[0] if len(rest) == 1 else ""
+        return os.path.commonprefix([a[len(state) :] for a in self.spec.options if a.startswith(state)])
 
 
 # AVE ---------------------------------------------------------------------------------------
@@ -304,8 +303,9 @@ class AttributeValuesGrammar:
             return buf
         if node == "attr":  # one item per attribute in target order: the name is known
             return self.attributes[idx + 1][len(buf) :] + '"'
-        if node == "src" and (none or not self.sources):
-            return _NONE[len(buf) :] + '"'
+        if node == "src":  # what the field names still possible share (all of one, and its quote)
+            rests = [o[len(buf) :] + '"' for o in self._src_options(none) if o.startswith(buf)]
+            return os.path.commonprefix(rests)
         if node == "sep":
             return self._sep_options(idx)[0][len(buf) :]
         return ""

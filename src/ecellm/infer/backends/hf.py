@@ -4,9 +4,10 @@ Speed comes from doing less work rather than from tricks: requests are sorted by
 and batched with left padding (little padding, one ``generate`` call per batch); each task gets
 its own ``max_new_tokens`` and stop strings and a batch stops as soon as every row hit EOS or a
 stop string; closed-answer tasks are scored in one forward pass instead of generated
-(:mod:`ecellm.infer.choice`); structured tasks decode under a grammar, several grammar-fixed
-tokens per forward pass (:mod:`ecellm.infer.constrained`); prompt prefixes shared by many
-requests (preamble + instruction) are computed once (:mod:`ecellm.infer.prefix`).
+(:mod:`ecellm.infer.choice`); greedy decoding of causal models feeds several tokens per forward
+pass, grammar-fixed text and guesses the row's own choices confirm (:mod:`ecellm.infer.decode_loop`;
+sampling and streaming keep ``generate``); prompt prefixes shared by many requests (preamble +
+instruction) are computed once (:mod:`ecellm.infer.prefix`).
 
 Tokenizers whose pad token is their EOS (SmolLM2 pads with ``<|im_end|>``) are handled by
 attention masks and position ids computed from the mask, never by looking at pad ids.
@@ -30,6 +31,7 @@ from typing import Any
 
 from ecellm.errors import InputError
 from ecellm.infer.base import Completion, Request
+from ecellm.infer.decode_loop import DRAFT_TOKENS, GreedyProcessor, decode
 from ecellm.infer.prefix import PrefixCache, SharedPrefix
 from ecellm.models.loading import LoadedModel, cpu_has_native_bf16
 from ecellm.prompts import STOP_STRINGS, extract_response
@@ -91,6 +93,7 @@ class HFBackend:
         share_prefix: bool = True,
         autocast: str | None = "auto",
         speedups: bool | None = None,
+        draft_tokens: int | None = None,
     ) -> None:
         self.loaded = loaded
         # None: on unless $ECELLM_SPEEDUPS says off (see ecellm.speedups); the results are the same
@@ -112,6 +115,8 @@ class HFBackend:
         self.autocast = autocast
         self.autocast_dtype = _autocast_dtype(autocast, self.model)
         self.prefix_stats: dict[str, int] = {}
+        # guesses verified per pass in greedy decoding (ecellm.infer.decode_loop); 0: none
+        self.draft_tokens = DRAFT_TOKENS if draft_tokens is None else max(0, int(draft_tokens))
         # Called from the decoding thread after every free-generation step with the request ids of
         # the batch's rows and each row's new token id (a server streams replies from it); rows
         # that already ended keep receiving pad ids. None: no per-step calls.
@@ -164,7 +169,7 @@ class HFBackend:
         rows as for 24 because reading the weights dominates (SmolLM2-135M, 2 CPU threads: 20 AG
         samples took 20.6 s in batches of 8, 16.7 s in one batch; 40 AVE/QPR samples 42.0 s at 8,
         40.4 s at 16 and 45.1 s at 24, as constrained rows feed multi-token chunks; with the
-        chunk widths and row dropping of ``constrained.decode``, 26.9 s at 16, 25.7 s at 24 and
+        chunk widths and row dropping of ``decode_loop.decode``, 26.9 s at 16, 25.7 s at 24 and
         28.1 s at 40, so 16 stays)."""
         return self.batch_size * DECODE_BATCH_FACTOR.get(mode, 1)
 
@@ -409,12 +414,23 @@ class HFBackend:
             cache = shared.cache()
         width = input_ids.shape[1]
         processors, criteria, proc, config = self._decoding(batch, width, constrained)
-        if proc is not None:
-            # jump-forward decoding: the grammar-fixed tokens cost no decode steps of their own
-            from ecellm.infer.constrained import decode
-
+        loop = proc
+        if loop is None and not config.do_sample and self.step_listener is None:
+            stop = sorted({s for r in batch for s in r.stop})  # as _decoding's stopping criterion
+            loop = GreedyProcessor(self.tokenizer, [r.max_new_tokens for r in batch], stop)
+        if loop is not None:
+            # several tokens per pass: grammar-fixed text and confirmed guesses (decode_loop)
             with torch.no_grad(), self._compute():
-                new = decode(self.model, input_ids, mask, cache, proc, config.max_new_tokens, pad)
+                new = decode(
+                    self.model,
+                    input_ids,
+                    mask,
+                    cache,
+                    loop,
+                    config.max_new_tokens,
+                    pad,
+                    draft_tokens=self.draft_tokens,
+                )
         else:
             rows = [r.id for r in batch]
             seqs = self._greedy(input_ids, mask, config, processors, criteria, cache=cache, rows=rows)
