@@ -90,7 +90,7 @@ def run_reference(loaded, samples: list[Sample]) -> tuple[float, dict[str, str]]
 
 def run_ecellm(loaded, samples: list[Sample], **kw) -> tuple[float, dict[str, str], dict]:
     """ecellm's defaults (``kw`` overrides HFBackend options, e.g. ``autocast="off"``)."""
-    backend = HFBackend(loaded, **kw)
+    backend = HFBackend(loaded, **kw)  # kw["threads"]: the threads chosen once for both sides
     t0 = time.perf_counter()
     reqs = make_requests(backend, samples)
     texts = {c.id: c.text for c in backend.run(reqs)}
@@ -140,7 +140,7 @@ def main() -> None:
         "dtype": args.dtype,
         "threads": threads,
     }
-    kw: dict = {"share_prefix": not args.no_share_prefix}
+    kw: dict = {"share_prefix": not args.no_share_prefix, "threads": threads}
     if args.autocast:
         kw["autocast"] = args.autocast
     ours_s, ours, info = run_ecellm(loaded, chosen, **kw)

@@ -3,9 +3,10 @@ after its first number) ends only where the model prefers end-of-sequence."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from ecellm.infer.constrained import GrammarProcessor
+from ecellm.infer.constrained import GrammarProcessor, token_strings
 from ecellm.infer.grammars import grammar_for
 from ecellm.tasks.constraints import NumberList, Ranking
 
@@ -59,3 +60,28 @@ def test_a_ranking_ends_when_every_label_is_listed() -> None:
     spec = Ranking(("1", "2", "3"))
     prefs = [["2", "<eos>"], [",", "<eos>"], ["3", "<eos>"], [",", "<eos>"], ["<eos>"]]
     assert greedy(spec, prefs) == "2,3,1"
+
+
+@pytest.mark.slow
+def test_token_texts_from_the_rust_tokenizer_equal_batch_decode(smollm2) -> None:
+    """The fast path (the backend tokenizer's decode_batch) reads what batch_decode would."""
+    from ecellm.infer import constrained
+
+    tok = smollm2.tokenizer
+    constrained._TOKEN_CACHE.clear()
+    fast_texts, fast_first = token_strings(tok)
+    constrained._TOKEN_CACHE.clear()
+
+    class Slow:  # the same tokenizer without its backend attribute
+        def __getattr__(self, name):
+            if name == "backend_tokenizer":
+                raise AttributeError(name)
+            return getattr(tok, name)
+
+        def __len__(self) -> int:
+            return len(tok)
+
+    slow_texts, slow_first = token_strings(Slow())
+    constrained._TOKEN_CACHE.clear()
+    assert fast_texts == slow_texts and fast_first == slow_first
+    assert fast_texts[tok.convert_tokens_to_ids("Ġthe")] == " the"
