@@ -86,3 +86,20 @@ def test_guessed_tokens_change_passes_not_text(smollm2) -> None:
         del model.forward
     assert got == want
     assert passes <= 3 * max(len(w) for w in want) // 4, passes  # one per token without guesses
+
+
+def test_draft_width_feeds_guesses_only_where_they_pay() -> None:
+    from ecellm.infer.decode_loop import draft_width
+
+    # 4 rows, one queued token each (fed 4), pass worth 45 positions: (45 + 4) / 4 = 12.25 per token
+    assert draft_width(1, 4, [], rows=4, pass_cost=45) == 1
+    # one row with 6 sure guesses: width 7 gains 6 tokens for 24 positions, (45 + 28) / 10 = 7.3
+    assert draft_width(1, 4, [(1, 6, 1.0)], rows=4, pass_cost=45) == 7
+    # 24 rows and one row's unlikely guesses: every row would pay the extra positions
+    assert draft_width(1, 24, [(1, 6, 0.2)], rows=24, pass_cost=45) == 1
+    # guesses start after a row's queued tokens: a row with 3 queued + 2 guesses needs width 5
+    assert draft_width(3, 6, [(3, 2, 1.0)], rows=2, pass_cost=45) == 5
+    # likely guesses in a wide batch: on a CPU not worth 24 positions each, on an accelerator
+    # (extra positions nearly free) all but the last
+    assert draft_width(1, 24, [(1, 6, 0.9)], rows=24, pass_cost=45) == 1
+    assert draft_width(1, 24, [(1, 6, 0.9)], rows=24, pass_cost=1000) == 6  # the 6th: 0.9**6 too unlikely

@@ -25,13 +25,17 @@ if TYPE_CHECKING:
     from ecellm.infer.prefix import SharedPrefix
 
 
-def candidate_ids(tokenizer: Any, prompt: str, text: str) -> list[int]:
-    """Token ids of ``text`` as a continuation of ``prompt`` (see the module docstring)."""
-    joint = tokenizer(prompt + text, add_special_tokens=False)["input_ids"]
-    plain = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    if joint[: len(plain)] == plain and len(joint) > len(plain):
-        return joint[len(plain) :]
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+def candidate_ids(tokenizer: Any, prompt: str, texts: list[str]) -> list[list[int]]:
+    """Token ids of each of ``texts`` as a continuation of ``prompt`` (see the module docstring).
+    One batched call encodes the prompt and every joint text."""
+    plain, *joints = tokenizer([prompt, *(prompt + t for t in texts)], add_special_tokens=False)["input_ids"]
+    out = []
+    for text, joint in zip(texts, joints, strict=True):
+        if joint[: len(plain)] == plain and len(joint) > len(plain):
+            out.append(joint[len(plain) :])
+        else:
+            out.append(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return out
 
 
 def _positions(mask: Any) -> Any:
@@ -57,7 +61,7 @@ def score_batch(
     """
     import torch
 
-    cands = [[candidate_ids(tokenizer, pr, t) for t in ts] for pr, ts in zip(prompts, texts, strict=True)]
+    cands = [candidate_ids(tokenizer, pr, list(ts)) for pr, ts in zip(prompts, texts, strict=True)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     lengths = prefix.lengths if prefix is not None else [0] * len(prompt_ids)

@@ -88,6 +88,25 @@ def chunk_width(queued: list[int], rows: int, pass_cost: int, cap: int = JUMP_TO
     return best
 
 
+def draft_width(
+    width: int, fed: int, guesses: list[tuple[int, int, float]], rows: int, pass_cost: int
+) -> int:
+    """The width of a pass that may also carry guesses: ``width`` (the chunk of queued tokens,
+    ``fed`` of them in all) or wider. ``guesses`` holds ``(start, n, p)`` per row with guesses:
+    ``n`` guesses after its ``start`` queued tokens, the ``j``-th confirmed with probability
+    ``p ** j`` (``p``: the row's rate so far). A guess costs a position in every row, as padding
+    does, so the width minimises the estimated cost per token gained, as :func:`chunk_width`
+    does: on a CPU, unlikely guesses in a wide batch are not fed.
+    """
+    best, best_rate = width, (pass_cost + rows * width) / max(fed, 1)
+    for w in range(width + 1, max((start + n for start, n, _ in guesses), default=width) + 1):
+        gain = fed + sum(sum(p**j for j in range(1, min(n, w - start) + 1)) for start, n, p in guesses)
+        rate = (pass_cost + rows * w) / gain
+        if rate < best_rate:
+            best, best_rate = w, rate
+    return best
+
+
 def decode(
     model: Any,
     input_ids: Any,
@@ -134,6 +153,7 @@ def decode(
     queue: list[list[int]] = [[] for _ in range(rows)]  # emitted, not yet fed to the model
     chose_last = [False] * rows  # the queue ends in the model's own choice: worth guessing after
     drafts: list[list[int]] = [[] for _ in range(rows)]  # guesses fed after the queue
+    rate = [[0, 0] for _ in range(rows)]  # guesses confirmed, guesses fed
     lookups = (
         [Lookup(input_ids[b][attention_mask[b].bool()].tolist()) for b in range(rows)]
         if draft_tokens > 0
@@ -164,6 +184,8 @@ def decode(
             took, chose_last[b] = _verify(
                 proc, b, logits[i, first:].float(), guess, tokens[b], queue, max_new_tokens
             )
+            rate[b][0] += took
+            rate[b][1] += len(guess)
             if took < len(guess):  # refused guesses: hidden from every later pass
                 mask[i, mask.shape[1] - (len(guess) - took) :] = 0
         keep = [i for i, b in enumerate(alive) if not finished(b)]
@@ -175,21 +197,28 @@ def decode(
             mask = mask.index_select(0, index)
             alive = [alive[i] for i in keep]
         width = chunk_width([len(queue[b]) for b in alive], len(alive), pass_cost, jump_tokens)
-        for b in alive:
-            if lookups and chose_last[b] and queue[b] and len(queue[b]) <= width and not proc.done[b]:
+        chunks = [queue[b][:width] for b in alive]
+        guesses = []
+        for c, b in zip(chunks, alive, strict=True):
+            if lookups and chose_last[b] and c and c == queue[b] and not proc.done[b]:
                 room = min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)
                 drafts[b] = proc.admissible(b, lookups[b].draft(tokens[b], room))
-        chunks = [queue[b][:width] for b in alive]
-        full = max(len(c) + len(drafts[b]) for c, b in zip(chunks, alive, strict=True))
+                if drafts[b]:
+                    guesses.append((len(c), len(drafts[b]), (rate[b][0] + 1) / (rate[b][1] + 2)))
+        full = draft_width(
+            max(len(c) for c in chunks) or 1, sum(len(c) for c in chunks), guesses, len(alive), pass_cost
+        )
+        for c, b in zip(chunks, alive, strict=True):
+            drafts[b] = drafts[b][: max(0, full - len(c))]
         keep_logits = 1 + max(len(drafts[b]) for b in alive)
         run = torch.full((len(alive), full), pad_id, dtype=torch.long, device=input_ids.device)
         new_mask = torch.zeros((len(alive), full), dtype=mask.dtype, device=mask.device)
         for i, b in enumerate(alive):
             queue[b] = queue[b][len(chunks[i]) :]
-            fed = chunks[i] + drafts[b]
-            if fed:
-                run[i, full - len(fed) :] = torch.tensor(fed, dtype=torch.long)
-                new_mask[i, full - len(fed) :] = 1
+            ids = chunks[i] + drafts[b]
+            if ids:
+                run[i, full - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                new_mask[i, full - len(ids) :] = 1
         mask = torch.cat([mask, new_mask], dim=1)
 
 
