@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import math
+import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ecellm.data.schema import Sample
 from ecellm.errors import InputError
@@ -153,3 +156,17 @@ def test_predict_refuses_a_malformed_offsets_file_before_the_model_loads(tmp_pat
     with pytest.raises(InputError, match="unreadable offsets"):  # the missing model is never reached
         predict([_pm(0, "yes")], out=tmp_path / "p.jsonl", model=str(tmp_path / "no-model"), offsets=str(bad))
     assert not (tmp_path / "p.jsonl").exists()
+
+
+@given(seed=st.integers(0, 10_000), positives=st.integers(8, 32))
+@settings(max_examples=25, deadline=None)
+def test_fit_never_answers_one_label_to_every_validation_sample(seed: int, positives: int) -> None:
+    """Margins with no signal: `yes` to everything would maximise F1 of the yes class, but a
+    single-label rule is not a candidate while the gold has both labels."""
+    rng = random.Random(seed)
+    samples = [_pm(i, "yes" if i < positives else "no") for i in range(40)]
+    scores = [{"yes": rng.gauss(0, 0.35), "no": rng.gauss(0, 0.35) - 3.0} for _ in samples]  # yes by 3 nats
+    fit = fit_task("PM", samples, scores)
+    picks = {decide("PM", sc, fit["offsets"]) for sc in scores}
+    assert picks == {"yes", "no"}, fit
+    assert fit.get("forced_two_labels")  # the unshifted rule said `yes` to all 40

@@ -18,6 +18,14 @@ tie keeps the smaller offset, and a task keeps offsets only when they raise the 
 by at least ``min_gain``. Tasks with more than ``max_labels`` labels (SR's 20 options) are left
 alone: there are too few samples per label.
 
+No single-label rules: when the validation gold has two or more labels, offsets under which every
+validation sample gets the same answer are not candidates. Such a rule is not a classifier, yet
+F1 of the positive class rewards it (``yes`` to everything scores ``2p / (1 + p)``, 0.67 on a
+balanced set), so a fit to the metric alone chose it whenever the scores carried little signal:
+the demo's tuned model answered ``yes`` to every PM and AP test sample. When the model's own
+rule (no offsets) already gives one label, the best non-degenerate offsets are kept even if
+the validation metric falls (``forced_two_labels`` in the fit says so).
+
 Applying offsets never runs the model: :func:`decide` re-picks from the choice scores a
 prediction record keeps (``choice_scores``), and :class:`OffsetBackend` does the same for a
 backend's completions at prediction time.
@@ -95,11 +103,15 @@ def fit_task(
         return out
     grid = _grid(limit, step)
     cache: dict[tuple[float, ...], float] = {}
+    several = len({s.output.strip() for s in samples}) > 1  # the gold itself has two labels or more
 
     def metric_at(off: dict[str, float]) -> float:
+        """The metric under ``off``; ``-1`` (below any metric) for a single-label rule."""
         key = tuple(round(off.get(lab, 0.0), 6) for lab in labels)
         if key not in cache:
-            cache[key] = _metric(task, samples, [decide(task, sc, off) for sc in scores])
+            picks = [decide(task, sc, off) for sc in scores]
+            one = several and len({label_of(task, c) for c in picks}) == 1
+            cache[key] = -1.0 if one else _metric(task, samples, picks)
         return cache[key]
 
     def smoothed(off: dict[str, float], lab: str) -> float:
@@ -112,8 +124,12 @@ def fit_task(
         for lab in labels[1:]:
             off[lab] = max(grid, key=lambda v, lab=lab: (smoothed({**off, lab: v}, lab), -abs(v)))
     after = metric_at(off)
-    if after - base < min_gain:
-        off, after = {lab: 0.0 for lab in labels}, base
+    zero = {lab: 0.0 for lab in labels}
+    if metric_at(zero) < 0 and after >= 0:  # the model's own rule gives one label: must move
+        after = _metric(task, samples, [decide(task, sc, off) for sc in scores])
+        out["forced_two_labels"] = True
+    elif after - base < min_gain:
+        off, after = zero, base
     out.update(offsets={lab: v for lab, v in off.items() if v != 0.0}, val_after=round(after, 6))
     return out
 
