@@ -106,6 +106,8 @@ def test_offsets_section_discloses_offsets_and_compares_with_the_base_under_its_
         for s in subset
     ]
     (tmp_path / "base.auto.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    flat = [{**r, "prediction": "no", "raw": "no", "choice_scores": {"yes": -0.7, "no": -0.7}} for r in recs]
+    (tmp_path / "tuned.auto.predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in flat))
     pm_base = {"offsets": {"yes": -0.2}, "val_before": 0.5, "val_after": 0.9}
     pm_tuned = {"offsets": {}, "val_before": 0.8, "val_after": 0.8}
     fitted = {"base": {"version": 1, "tasks": {"PM": pm_base}}}
@@ -116,3 +118,5 @@ def test_offsets_section_discloses_offsets_and_compares_with_the_base_under_its_
     # under its offsets the base answers every sample right (F1 1.0); the tuned `no`-to-all gets 0
     assert "IND   PM    f1             1.000   0.000  -1.000" in text
     assert "base no=2 yes=2" in text and "tuned no=4 (one label)" in text
+    # the base's margins order the samples perfectly, the tuned model's are all equal (chance)
+    assert "IND   PM    n=4   base 1.00 tuned 0.50 delta -0.50" in text

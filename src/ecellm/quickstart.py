@@ -51,7 +51,12 @@ TRAIN_RECIPE: dict[str, Any] = {
     "template": "alpaca",
     "method": "lora",
     "lora": {
-        "r": 16, "alpha": 16, "dropout": 0.1, "target_modules": "auto", "lm_head": True, "top_layers": 10
+        "r": 16,
+        "alpha": 16,
+        "dropout": 0.1,
+        "target_modules": "auto",
+        "lm_head": True,
+        "top_layers": 10,
     },
     "cutoff_len": 768,  # SR prompts (20 options) are 549+ tokens: 512 dropped every SR sample
     "attn_implementation": "sdpa",  # past 512 tokens SDPA's fp32 backward beat eager's
@@ -84,7 +89,6 @@ TRAIN_DATA: dict[str, Any] = {
 # the tuned model's choice scoring; the base gets offsets fitted the same way for comparison.
 OFFSET_TASKS = ("PM", "PSI", "AP", "PRP", "SA", "MPC")
 VAL_PER_TASK = 24
-
 
 
 def pick_subset(samples: list[Sample], per_task: int, seed: int) -> list[Sample]:
@@ -241,8 +245,28 @@ def offsets_section(
         *interval_lines(subset, fixed, tuned, seed),
         "answers of the yes/no tasks (base with offsets vs tuned):",
         *label_lines(subset, fixed, tuned),
+        "whether the yes/no scores rank the samples at all, whatever the offsets: AUC of the",
+        f"yes-minus-no margin (0.5 = chance; paired 95% intervals, {RESAMPLES} resamples):",
+        *auc_lines(subset, recs, [r for _, r in iter_jsonl(out / "tuned.auto.predictions.jsonl")], seed),
     ]
     return "\n".join(lines)
+
+
+def auc_lines(subset: list[Sample], base: list[dict], tuned: list[dict], seed: int) -> list[str]:
+    """One line per yes/no task and setting: base and tuned margin AUC, and their difference."""
+    from ecellm.evaluate.auc import auc_delta
+
+    def ci(lo_hi: tuple[float, float]) -> str:
+        return f"[{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]"
+
+    lines = []
+    for (task, setting), r in auc_delta(subset, base, tuned, resamples=RESAMPLES, seed=seed).items():
+        tag = "IND" if setting.startswith("IND") else "OOD"
+        lines.append(
+            f"{tag:<5} {task:<5} n={r['n']:<3} base {r['before']:.2f} tuned {r['after']:.2f} "
+            f"delta {r['after'] - r['before']:+.2f} {ci(r['delta_ci'])}"
+        )
+    return lines
 
 
 def run_quickstart(
