@@ -103,3 +103,13 @@ def test_draft_width_feeds_guesses_only_where_they_pay() -> None:
     # (extra positions nearly free) all but the last
     assert draft_width(1, 24, [(1, 6, 0.9)], rows=24, pass_cost=45) == 1
     assert draft_width(1, 24, [(1, 6, 0.9)], rows=24, pass_cost=1000) == 6  # the 6th: 0.9**6 too unlikely
+
+
+@pytest.mark.slow
+def test_the_backend_reports_its_guessing(smollm2) -> None:
+    """The manifest (``describe()``) says how many guesses a pass may carry; 0 turns them off."""
+    from ecellm.infer.backends.hf import HFBackend
+    from ecellm.infer.decode_loop import DRAFT_TOKENS
+
+    assert HFBackend(smollm2, autocast="off").describe()["draft_tokens"] == DRAFT_TOKENS
+    assert HFBackend(smollm2, autocast="off", draft_tokens=0).describe()["draft_tokens"] == 0

@@ -181,6 +181,8 @@ class HFBackend:
             "decoding": "greedy",
             "threads": self.threads,
             "share_prefix": self.share_prefix,
+            # seq2seq models decode through generate(), which takes no guesses
+            "draft_tokens": 0 if self.is_seq2seq else self.draft_tokens,
             "autocast": str(self.autocast_dtype).replace("torch.", "") if self.autocast_dtype else None,
             "speedups": self.speedups,
             "packed_linear_layers": len(packable(self.model)) if self.speedups else 0,
