@@ -155,39 +155,6 @@ def fit_offsets(samples: Sequence[Sample], records: Iterable[Mapping[str, Any]],
     return {"version": VERSION, "tasks": tasks}
 
 
-def fit_with_model(
-    val: Sequence[Sample],
-    out: str | Path,
-    *,
-    model: str,
-    adapter: str | None,
-    template: str,
-    backend: str = "hf",
-    batch_size: int | None = 8,
-    mode: str = "auto",
-) -> dict[str, Any]:
-    """Score ``val`` with the model (choice scoring, no offsets; records in ``out``, resumable)
-    and fit offsets on the scores."""
-    from ecellm.infer.predict import predict
-    from ecellm.io import iter_jsonl
-
-    predict(
-        list(val),
-        out=out,
-        model=model,
-        adapter=adapter,
-        backend=backend,
-        mode=mode,
-        template=template,
-        resume=True,
-        batch_size=batch_size,
-        progress=False,
-        source="val",
-        offsets=False,
-    )
-    return fit_offsets(val, [r for _, r in iter_jsonl(out)])
-
-
 def offsets_of(fitted: Mapping[str, Any]) -> dict[str, dict[str, float]]:
     """``{task: {label: offset}}`` of a fitted file (tasks without offsets left out)."""
     return {t: dict(f["offsets"]) for t, f in fitted.get("tasks", {}).items() if f.get("offsets")}

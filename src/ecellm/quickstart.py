@@ -281,7 +281,8 @@ def run_quickstart(
     """Run the demo end to end; returns paths and the IND/OOD means before and after tuning."""
     from ecellm.data.loaders import load_samples
     from ecellm.data.pipeline import build_dataset
-    from ecellm.offsets import fit_with_model, write_offsets
+    from ecellm.infer.offset_fit import fit_with_model
+    from ecellm.offsets import write_offsets
     from ecellm.report import make_report
     from ecellm.train.run import train
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import html
 import io
 import re
+from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -17,7 +19,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend first)
 
 from ecellm.experiment.config import ExperimentConfig  # noqa: E402
-from ecellm.experiment.report import ReportTable, _ci, _fmt, acceptance, direction  # noqa: E402
+from ecellm.experiment.report import (  # noqa: E402
+    ReportTable,
+    _ci,
+    _fmt,
+    acceptance,
+    build_tables,
+    direction,
+    report_markdown,
+    tables_json,
+)
+from ecellm.io import atomic_open, write_json  # noqa: E402
 
 _COLOURS = ("#1f5fa8", "#e08a00", "#2a9d5c", "#a23b72", "#5b5b5b", "#8c564b")
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
@@ -214,3 +226,25 @@ def report_html(
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def write_report(cfg: ExperimentConfig, entries: list[dict[str, Any]], out: Path) -> dict[str, Path]:
+    """``report.md`` (+ one PNG per chart), ``report.html`` (self-contained) and ``report.json``."""
+    tables = build_tables(cfg, entries)
+    figs = charts(tables, cfg.compare.headline_mode)
+    files: dict[str, Path] = {}
+    images = {}
+    for name, (png, _svg) in figs.items():
+        path = out / f"{name}.png"
+        with atomic_open(path, "wb", encoding=None) as fh:
+            fh.write(png)
+        files[path.name] = path
+        images[name] = path.name
+    md = report_markdown(cfg, tables, images)
+    for name, text in (("report.md", md), ("report.html", report_html(cfg, tables, figs, md))):
+        with atomic_open(out / name) as fh:
+            fh.write(text)
+        files[name] = out / name
+    write_json(out / "report.json", tables_json(cfg, tables))
+    files["report.json"] = out / "report.json"
+    return files

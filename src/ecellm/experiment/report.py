@@ -16,7 +16,7 @@ import numpy as np
 
 from ecellm.evaluate.bootstrap import interval, mean_of, paired_difference, verdict
 from ecellm.experiment.config import IND, IND_UNSEEN, OOD, OOD_UNSEEN, ExperimentConfig
-from ecellm.io import atomic_open, read_json, write_json
+from ecellm.io import read_json
 from ecellm.report.paper import paper_tables
 from ecellm.tasks import all_tasks, get_task
 
@@ -447,27 +447,3 @@ def tables_json(cfg: ExperimentConfig, tables: list[ReportTable]) -> dict[str, A
             for t in tables
         ],
     }
-
-
-def write_report(cfg: ExperimentConfig, entries: list[dict[str, Any]], out: Path) -> dict[str, Path]:
-    """``report.md`` (+ one PNG per chart), ``report.html`` (self-contained) and ``report.json``."""
-    from ecellm.experiment.html import charts, report_html
-
-    tables = build_tables(cfg, entries)
-    figs = charts(tables, cfg.compare.headline_mode)
-    files: dict[str, Path] = {}
-    images = {}
-    for name, (png, _svg) in figs.items():
-        path = out / f"{name}.png"
-        with atomic_open(path, "wb", encoding=None) as fh:
-            fh.write(png)
-        files[path.name] = path
-        images[name] = path.name
-    md = report_markdown(cfg, tables, images)
-    for name, text in (("report.md", md), ("report.html", report_html(cfg, tables, figs, md))):
-        with atomic_open(out / name) as fh:
-            fh.write(text)
-        files[name] = out / name
-    write_json(out / "report.json", tables_json(cfg, tables))
-    files["report.json"] = out / "report.json"
-    return files

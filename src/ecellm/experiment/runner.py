@@ -84,7 +84,7 @@ class Plan:
 
     def _report(self, folder: Path, resumed: bool) -> str:
         from ecellm.experiment.cache import tree_hash
-        from ecellm.experiment.report import write_report
+        from ecellm.experiment.html import write_report
 
         files = write_report(self.cfg, self.entries, folder)
         return tree_hash([p for p in files.values() if p.is_file()], folder)

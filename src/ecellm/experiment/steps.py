@@ -35,7 +35,6 @@ class Step:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-
 def raw_signature(raw: Path) -> list[tuple[str, int, int]]:
     """Cheap identity of a raw folder (name, size, mtime of every file): hashing gigabytes of
     raw data on every run would cost more than the build it guards."""
@@ -224,8 +223,9 @@ def offsets_run(
 
     def run(folder: Path, resumed: bool) -> str:
         from ecellm.data.loaders import load_samples
+        from ecellm.infer.offset_fit import fit_with_model
         from ecellm.io import iter_jsonl
-        from ecellm.offsets import apply_offsets, fit_with_model, offsets_of, write_offsets
+        from ecellm.offsets import apply_offsets, offsets_of, write_offsets
 
         setting = section["setting"]
         val = load_samples(data(), tasks=section["tasks"], settings=[setting], splits=["val"])
