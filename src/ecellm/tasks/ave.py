@@ -10,7 +10,7 @@ from ecellm.tasks.constraints import AttributeValues, name_ok
 from ecellm.tasks.parsing import braceless, parse_json_list, restore_braces
 
 if TYPE_CHECKING:
-    from ecellm.data.schema import Sample
+    from ecellm.tasks.sample import Sample
 
 
 def constraint(sample: Sample) -> AttributeValues | None:

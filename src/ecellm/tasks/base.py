@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ecellm.tasks.constraints import Constraint
 
 if TYPE_CHECKING:
-    from ecellm.data.schema import Sample
+    from ecellm.tasks.sample import Sample
 
 AnswerKind = Literal[
     "attribute_values",
@@ -215,7 +215,7 @@ class Task:
         """A sample built from plain input ``fields`` (already validated against :attr:`inputs`):
         the seed instruction, the composed input, the task's options unless ``compose`` gives the
         sample's own, and no gold output."""
-        from ecellm.data.schema import Sample
+        from ecellm.tasks.sample import Sample
 
         if self.compose is not None:
             parts = dict(self.compose(fields))

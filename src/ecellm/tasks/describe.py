@@ -50,7 +50,7 @@ def settings(task: Task) -> list[str]:
     (whole-prompt records) takes each record's own setting."""
     if not task.instructions:
         return ["per record"]
-    from ecellm.data.schema import SETTINGS
+    from ecellm.tasks.sample import SETTINGS
 
     return [s for s in SETTINGS if task.has_ood or not s.startswith("OOD")]
 

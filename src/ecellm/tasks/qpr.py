@@ -12,7 +12,7 @@ from ecellm.tasks.constraints import Ranking
 from ecellm.tasks.parsing import parse_ranking
 
 if TYPE_CHECKING:
-    from ecellm.data.schema import Sample
+    from ecellm.tasks.sample import Sample
 
 LETTERS = ("A", "B", "C", "D")
 # Order of ESCI labels in a gold ranking, and their gains in NDCG.
