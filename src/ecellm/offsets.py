@@ -126,7 +126,6 @@ def fit_task(
     after = metric_at(off)
     zero = {lab: 0.0 for lab in labels}
     if metric_at(zero) < 0 and after >= 0:  # the model's own rule gives one label: must move
-        after = _metric(task, samples, [decide(task, sc, off) for sc in scores])
         out["forced_two_labels"] = True
     elif after - base < min_gain:
         off, after = zero, base

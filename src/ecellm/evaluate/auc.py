@@ -81,9 +81,9 @@ def auc_delta(
     a = yes_no_margins(samples, after)
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for key in sorted(set(a) & set(b)):
-        common = sorted(set(a[key][0]) & set(b[key][0]))
+        common = set(a[key][0]) & set(b[key][0])
         pick = {
-            who: [(m, g) for i, m, g in zip(*run[key], strict=True) if i in set(common)]
+            who: [(m, g) for i, m, g in zip(*run[key], strict=True) if i in common]
             for who, run in (("before", b), ("after", a))
         }
         gold = [g for _, g in pick["after"]]

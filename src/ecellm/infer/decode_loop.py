@@ -181,8 +181,8 @@ def decode(
             if queue[b] or proc.done[b] or len(tokens[b]) >= max_new_tokens:
                 continue
             first = logits.shape[1] - 1 - len(guess)  # the scores after the last queued token
-            took, chose_last[b] = _verify(
-                proc, b, logits[i, first:].float(), guess, tokens[b], queue, max_new_tokens
+            took, queue[b], chose_last[b] = _verify(
+                proc, b, logits[i, first:].float(), guess, tokens[b], max_new_tokens
             )
             rate[b][0] += took
             rate[b][1] += len(guess)
@@ -200,7 +200,7 @@ def decode(
         chunks = [queue[b][:width] for b in alive]
         guesses = []
         for c, b in zip(chunks, alive, strict=True):
-            if lookups and chose_last[b] and c and c == queue[b] and not proc.done[b]:
+            if lookups and chose_last[b] and c and len(c) == len(queue[b]) and not proc.done[b]:
                 room = min(draft_tokens, max_new_tokens - len(tokens[b]) - 1)
                 drafts[b] = proc.admissible(b, lookups[b].draft(tokens[b], room))
                 if drafts[b]:
@@ -228,13 +228,13 @@ def _verify(
     scores: Any,
     guess: list[int],
     tokens: list[int],
-    queue: list[list[int]],
     max_new_tokens: int,
-) -> tuple[int, bool]:
+) -> tuple[int, list[int], bool]:
     """Row ``b``'s choices from ``scores`` (one row per position: after its last queued token,
-    then after each guess): the guesses are taken while the row's own choice equals them; the
-    first choice that differs, and the fixed tokens after it, go to the row's queue. Returns
-    how many guesses were taken and whether the queue ends in the model's own choice."""
+    then after each guess), appended to ``tokens``: the guesses are taken while the row's own
+    choice equals them; the first choice that differs, and the fixed tokens after it, are the
+    row's new queue (empty once the row is done). Returns how many guesses were taken, the
+    queue, and whether it ends in the model's own choice."""
     took = 0
     while True:
         emitted = proc.step_row(b, scores[took], len(tokens))[: max_new_tokens - len(tokens)]
@@ -248,6 +248,5 @@ def _verify(
             if not emitted and live:
                 continue
             own = False  # what is queued is fixed text
-        if live:
-            queue[b] = emitted  # the model must see them before the row's next choice
-        return took, own
+        # the model must see the queue before the row's next choice
+        return took, (emitted if live else []), own

@@ -293,7 +293,7 @@ class HFBackend:
         from ecellm.infer.grammars import grammar_for
 
         tok = self.tokenizer
-        stop = tuple(sorted({s for r in batch for s in r.stop}))
+        stop = _stop_strings(batch)
         processors, criteria, proc = LogitsProcessorList(), StoppingCriteriaList(), None
         if constrained:
             grammars = [grammar_for(r.constraint) for r in batch]
@@ -418,8 +418,7 @@ class HFBackend:
         processors, criteria, proc, config = self._decoding(batch, width, constrained)
         loop = proc
         if loop is None and not config.do_sample and self.step_listener is None:
-            stop = sorted({s for r in batch for s in r.stop})  # as _decoding's stopping criterion
-            loop = GreedyProcessor(self.tokenizer, [r.max_new_tokens for r in batch], stop)
+            loop = GreedyProcessor(self.tokenizer, [r.max_new_tokens for r in batch], _stop_strings(batch))
         if loop is not None:
             # several tokens per pass: grammar-fixed text and confirmed guesses (decode_loop)
             with torch.no_grad(), self._compute():
@@ -533,6 +532,11 @@ class _StepStreamer:
 
     def end(self) -> None:
         pass
+
+
+def _stop_strings(batch: list[Request]) -> tuple[str, ...]:
+    """Every stop string of the batch's requests, sorted: a row stops at any of them."""
+    return tuple(sorted({s for r in batch for s in r.stop}))
 
 
 def _choice_texts(batch: list[Request]) -> list[list[str]]:
