@@ -98,3 +98,20 @@ def test_auto_dtype_is_bf16_for_cpu_inference_only_with_native_bf16(monkeypatch)
     assert loading.auto_dtype("cpu", for_training=True) == torch.float32
     monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
     assert loading.auto_dtype("cpu", for_training=False) == torch.float32
+
+
+def test_a_fully_fine_tuned_folder_given_as_the_adapter_replaces_the_base(tmp_path: Path) -> None:
+    """A training run's folder is the tuned model whatever its method: a full model passed as the
+    adapter is loaded as the model (the base spec is not opened); an adapter folder stays one."""
+    full = tmp_path / "full"
+    _tiny_llama(full, pickle=False)
+    assert loading.full_model_as_adapter("smollm2-135m", str(full)) == (str(full), None)
+    loaded = loading.load_model_and_tokenizer("no-such-base", adapter=str(full), dtype="float32")
+    assert loaded.adapter is None and loaded.model.config.vocab_size == 64
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(full)}))
+    assert loading.full_model_as_adapter("base", str(adapter)) == ("base", str(adapter))
+    assert loading.full_model_as_adapter("base", None) == ("base", None)
+    missing = str(tmp_path / "missing")
+    assert loading.full_model_as_adapter("base", missing) == ("base", missing)

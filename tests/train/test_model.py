@@ -93,3 +93,39 @@ def test_top_layers_refuses_a_model_without_numbered_blocks():
     with pytest.raises(InputError, match="top_layers"):
         lora = {"top_layers": 1, "target_modules": ["proj"]}
         target_modules(model, TrainConfig(data={"train": "x"}, lora=lora))
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_full_top_layers_trains_the_last_blocks_the_final_norm_and_an_untied_head(tied):
+    """``full.top_layers``: the last blocks learn and the backward pass stops below them; a head
+    tied to the input embeddings stays frozen (training it would reach the embeddings through every
+    block), an untied head trains."""
+    from ecellm.train.model import freeze_below_top
+
+    model = _tiny_llama()
+    if not tied:
+        model.config.tie_word_embeddings = False
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+    else:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    trained = freeze_below_top(model, 2)
+    seen = {}
+    for i, layer in enumerate(model.model.layers):
+        layer.register_forward_hook(lambda m, a, out, i=i: seen.__setitem__(i, a[0].requires_grad))
+    ids = torch.randint(0, 64, (2, 10))
+    model(input_ids=ids, labels=ids).loss.backward()
+    assert [seen[i] for i in range(6)] == [False] * 5 + [True]
+    learnt = {n for n, p in model.named_parameters() if p.grad is not None}
+    assert {n.split(".")[2] for n in learnt if ".layers." in n} == {"4", "5"}
+    assert "model.norm.weight" in learnt
+    assert ("lm_head.weight" in learnt) is (not tied)
+    assert "model.embed_tokens.weight" not in learnt or not tied
+    assert trained == sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_full_top_layers_is_a_recipe_key():
+    from ecellm.train.config import TrainConfig
+
+    assert TrainConfig(data={"train": "x"}, method="full", full={"top_layers": 3}).full.top_layers == 3
+    with pytest.raises(ValueError):
+        TrainConfig(data={"train": "x"}, full={"top_layers": 0})

@@ -154,6 +154,21 @@ def adapter_base(folder: str | Path) -> str | None:
     return base
 
 
+def full_model_as_adapter(model: Any, adapter: str | None) -> tuple[Any, str | None]:
+    """``(model, adapter)`` with a fully fine-tuned folder given as ``adapter`` moved to ``model``.
+
+    Why: a training run's output folder is "the tuned model" whatever its method; LoRA writes an
+    adapter on top of the base, ``method: full`` a whole model that replaces it. Callers that pass
+    every run's folder as the adapter (the experiment runner, the quickstart, ``--adapter``) then
+    work for both. A folder that is not a full model is left for the adapter checks.
+    """
+    if adapter and Path(adapter).is_dir() and adapter_base(adapter) is None:
+        folder = Path(adapter)
+        if (folder / "config.json").is_file() and not (folder / "adapter_config.json").exists():
+            return str(folder), None
+    return model, adapter
+
+
 def is_seq2seq_config(config: Any) -> bool:
     return bool(getattr(config, "is_encoder_decoder", False))
 
@@ -210,6 +225,7 @@ def load_model_and_tokenizer(
     ``allow_pickle``: accept ``pytorch_model.bin``-style weights (default: no, unless
     ``$ECELLM_ALLOW_PICKLE_WEIGHTS`` is set); every local folder is checked before loading.
     """
+    spec, adapter = full_model_as_adapter(spec, adapter)
     src = spec if isinstance(spec, ModelSource) else resolve_model(spec)
     if adapter is None and src.is_local and not src.gguf_file:
         base = adapter_base(src.path)

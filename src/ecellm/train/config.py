@@ -90,6 +90,16 @@ class LoraConfig(_Strict):
     )
 
 
+class FullConfig(_Strict):
+    top_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="train only the last N transformer blocks and the final norm (the head too when it "
+        "is not tied to the input embeddings); the rest stays frozen, so the backward pass stops below "
+        "them; None = every parameter",
+    )
+
+
 class TrainConfig(_Strict):
     """A complete, reproducible fine-tuning recipe."""
 
@@ -103,6 +113,7 @@ class TrainConfig(_Strict):
     )
     method: Literal["lora", "qlora", "full"] = "lora"
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    full: FullConfig = Field(default_factory=FullConfig)
     data: DataConfig
     output_dir: str = "runs/train"
     overwrite: bool = Field(

@@ -166,6 +166,8 @@ def load_for_training(cfg: TrainConfig) -> Any:
     if attn:
         loaded.model.set_attn_implementation(attn)
     if cfg.method == "full":
+        if cfg.full.top_layers is not None:
+            freeze_below_top(loaded.model, cfg.full.top_layers)
         return loaded
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -180,6 +182,38 @@ def load_for_training(cfg: TrainConfig) -> Any:
     loaded.model = get_peft_model(loaded.model, lcfg)
     _speed_ups(loaded.model, cfg)
     return loaded
+
+
+def freeze_below_top(model: Any, n: int) -> int:
+    """Freeze every parameter except those of the last ``n`` blocks of each block stack, the norms
+    outside the blocks (the final norm) and an untied output head; returns how many still train.
+
+    Why: nothing below the lowest trained block needs a gradient, so autograd stops there, as
+    with ``lora.top_layers``. A head tied to the input embeddings stays frozen: training it would
+    send gradients through every block down to the embeddings.
+    """
+    last: dict[str, int] = {}
+    for name, _ in model.named_parameters():
+        if m := _BLOCK_INDEX.match(name):
+            last[m.group(1)] = max(last.get(m.group(1), -1), int(m.group(2)))
+    if not last:
+        raise InputError(
+            f"full.top_layers: no numbered transformer blocks found in {type(model).__name__}",
+            field="full.top_layers",
+        )
+    out, inp = model.get_output_embeddings(), model.get_input_embeddings()
+    untied_head = out is not None and (inp is None or out.weight is not inp.weight)
+    keep = {id(p) for p in out.parameters()} if untied_head else set()
+    for name, module in model.named_modules():
+        if "norm" in type(module).__name__.lower() and not _BLOCK_INDEX.match(name + "."):
+            keep |= {id(p) for p in module.parameters(recurse=False)}
+    trained = 0
+    for name, param in model.named_parameters():
+        m = _BLOCK_INDEX.match(name)
+        on = int(m.group(2)) > last[m.group(1)] - n if m else id(param) in keep
+        param.requires_grad_(on)
+        trained += param.numel() if on else 0
+    return trained
 
 
 def _attention(cfg: TrainConfig) -> str | None:

@@ -105,10 +105,14 @@ def open_backend(
     :class:`~ecellm.models.loading.LoadedModel`; for ``llamacpp`` a ``.gguf`` file or an
     embedded GGUF name; for ``openai`` and ``vllm`` the model name. Every backend is asked
     about ``adapter`` and ``dtype`` (``auto`` = its default) and refuses what it cannot
-    honour; ``batch_size`` is a hint (None = the backend's default) that backends which do not
-    batch ignore; ``options`` are the backend's own (:func:`capabilities` lists them).
+    honour (a fully fine-tuned folder given as ``adapter`` becomes the model); ``batch_size``
+    is a hint (None = the backend's default) that backends which do not batch ignore;
+    ``options`` are the backend's own (:func:`capabilities` lists them).
     """
+    from ecellm.models.loading import full_model_as_adapter
+
     check_options(name, options)
+    model, adapter = full_model_as_adapter(model, adapter)
     return _class(name).open(model, adapter=adapter, dtype=dtype, batch_size=batch_size, **options)
 
 
