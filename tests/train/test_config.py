@@ -24,3 +24,18 @@ def test_mixture_paths_next_to_the_config_resolve(tmp_path):
     (tmp_path / "c.yaml").write_text("data:\n  mixture:\n    - {path: shop.jsonl}\n", encoding="utf-8")
     cfg = load_config(tmp_path / "c.yaml")
     assert cfg.data.mixture[0].path == str(tmp_path / "shop.jsonl")
+
+
+def test_native_precision_resolves_when_the_recipe_loads(monkeypatch):
+    """``precision: native`` is bf16 autocast only on a CPU that multiplies bf16 natively; the
+    loaded recipe (and so its manifest) holds what will run, never ``native``."""
+    import ecellm.models.loading as loading
+    from ecellm.train.config import TrainConfig
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    assert TrainConfig(data={"train": "x"}, precision="native").precision == "fp32"
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert TrainConfig(data={"train": "x"}, precision="native").precision == "bf16"
+    monkeypatch.setattr("torch.cuda.is_available", lambda: True)
+    assert TrainConfig(data={"train": "x"}, precision="native").precision == "auto"

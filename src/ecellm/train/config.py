@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecellm.errors import InputError
 
@@ -35,8 +35,9 @@ class MixSource(_Strict):
 class DataConfig(_Strict):
     """Where samples come from and which of them train."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_by_name=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, validate_by_name=True, serialize_by_alias=True
+    )
 
     train: str | None = Field(
         default=None,
@@ -100,6 +101,18 @@ class FullConfig(_Strict):
     )
 
 
+def native_precision() -> str:
+    """``bf16`` autocast only where the CPU multiplies bf16 natively (elsewhere it is emulated and a
+    training step took minutes instead of seconds, docs/training.md); on a GPU, ``auto``."""
+    import torch
+
+    from ecellm.models.loading import cpu_has_native_bf16
+
+    if torch.cuda.is_available():
+        return "auto"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
+
+
 class TrainConfig(_Strict):
     """A complete, reproducible fine-tuning recipe."""
 
@@ -140,7 +153,18 @@ class TrainConfig(_Strict):
     load_best: bool = Field(default=True, description="finish with the checkpoint of lowest validation loss")
     resume_from: str | None = Field(default=None, description="checkpoint folder, or 'latest' in output_dir")
     seed: int = 42
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16", "native"] = Field(
+        default="auto",
+        description="auto: bf16 (else fp16) on a GPU, fp32 on CPU; bf16 on CPU = bf16 autocast over fp32 "
+        "weights; native: resolved when the recipe loads, bf16 where the device multiplies bf16 natively "
+        "(a GPU: auto; a CPU with AVX512-BF16/AMX), else fp32 on CPU",
+    )
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _resolve_native(cls, value: Any) -> Any:
+        return native_precision() if value == "native" else value
+
     logging_steps: int = Field(default=10, ge=1)
     gradient_checkpointing: bool = False
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
