@@ -18,6 +18,7 @@ from ecellm.infer.api import Model
 from ecellm.infer.base import Completion
 from ecellm.infer.requests import build_request
 from ecellm.tasks.registry import all_tasks
+from ecellm.tasks.sample import sample_from
 
 # Plain fields of the first fixture sample of each ECInstruct task (tests may name tasks).
 FIXTURE_FIELDS = {
@@ -71,7 +72,7 @@ def test_fields_compose_into_the_builders_samples():
     for abbr, sample in fixture.items():
         task = task_api.resolve(abbr)
         fields = FIXTURE_FIELDS.get(abbr) or task_api.example(task)
-        got = task.sample_from(fields, sample.id)
+        got = sample_from(task, fields, sample.id)
         assert (got.input, got.options) == (sample.input, sample.options), abbr
         assert got.instruction == task.instructions[0] and got.output == ""
 
@@ -81,7 +82,7 @@ def test_requests_are_predicts_requests():
     for task in all_tasks(None):
         fields = task_api.example(task)
         (req,) = task_api.to_requests(backend, task, [fields], template="alpaca")
-        sample = task.sample_from(fields, req.id)
+        sample = sample_from(task, fields, req.id)
         want = build_request(sample, mode="auto", template="alpaca")
         assert (req.prompt, req.mode, req.max_new_tokens, req.choices, req.constraint) == (
             want.prompt,
@@ -142,7 +143,7 @@ def test_run_and_named_methods_answer_as_predict_does(model):
     pm = task_api.example("PM")
     by_method = model.product_matching(**pm)
     by_run = model.run("PM", **pm)
-    (record,) = model.predict([task_api.resolve("PM").sample_from(pm, "s0")])
+    (record,) = model.predict([sample_from(task_api.resolve("PM"), pm, "s0")])
     assert by_method == by_run
     assert by_method.valid and by_method.answer in ("yes", "no") and by_method.mode == "choice"
     assert by_method.text == record["prediction"]

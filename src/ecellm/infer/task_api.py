@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ecellm.infer.base import Completion, Request
 from ecellm.tasks.base import Invalid, Task
 from ecellm.tasks.registry import all_tasks, get_task
+from ecellm.tasks.sample import sample_from
 
 # What a valid answer looks like, by answer kind (the parsers' return types).
 ANSWER_TYPES: dict[str, Any] = {
@@ -155,7 +156,7 @@ def check_fields(task: Task, fields: Mapping[str, Any] | BaseModel) -> dict[str,
 
 def samples(task: Task, items: Sequence[Mapping[str, Any] | BaseModel]) -> list[Any]:
     """One :class:`~ecellm.data.schema.Sample` per call (ids ``<abbr>-<index>``)."""
-    return [task.sample_from(check_fields(task, it), f"{task.abbr}-{i}") for i, it in enumerate(items)]
+    return [sample_from(task, check_fields(task, it), f"{task.abbr}-{i}") for i, it in enumerate(items)]
 
 
 def to_requests(

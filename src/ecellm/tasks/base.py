@@ -6,15 +6,25 @@ Adding an 11th task is one new module and one line in ``ecellm.tasks.registry.TA
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from ecellm.tasks.constraints import Constraint
 
-if TYPE_CHECKING:
-    from ecellm.tasks.sample import Sample
+
+class SampleFields(Protocol):
+    """What a task reads of a sample (:class:`ecellm.tasks.sample.Sample` has it all). A protocol,
+    so that this module does not import the sample schema, which resolves task names here."""
+
+    id: str
+    task: str
+    instruction: str
+    input: str
+    options: list[str]
+    output: str
+    meta: dict[str, Any]
+
 
 AnswerKind = Literal[
     "attribute_values",
@@ -122,7 +132,8 @@ class Task:
     - ``inputs``: the plain fields a caller gives (no instruction, no gold output);
       ``compose(fields)`` turns them into the sample's ``input`` (and ``options``, ``meta`` or
       ``instruction`` where the task needs them). Without ``compose`` the input is the JSON
-      object ``{field.key: value}`` and the options are the task's own (see :meth:`sample_from`).
+      object ``{field.key: value}`` and the options are the task's own
+      (:func:`ecellm.tasks.sample.sample_from`).
     - ``scoring``: the scorer family (:data:`SCORING_BY_ANSWER` keys' values plus ``hit_rate``);
       default: the answer kind's. ``primary``: the metric reported as the task's score; default:
       the family's (:data:`PRIMARY_BY_SCORING`). ``gains``: relevance gain per gold label, for
@@ -154,8 +165,8 @@ class Task:
     has_ood: bool
     options: tuple[str, ...] = ()
     option_letters: tuple[str, ...] = ()
-    parser: Any = None  # Callable[[str, Sample | None, bool], Any | Invalid]
-    constraint: Callable[[Sample], Constraint | None] | None = None
+    parser: Any = None  # Callable[[str, SampleFields | None, bool], Any | Invalid]
+    constraint: Callable[[SampleFields], Constraint | None] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     family: str = "ecinstruct"
     request_builder: Any = None
@@ -168,7 +179,7 @@ class Task:
     primary: str | None = None
     gains: dict[str, float] | None = None
     label_file: str | None = None
-    check: Callable[[Sample], tuple[str, str] | None] | None = None
+    check: Callable[[SampleFields], tuple[str, str] | None] | None = None
     answer_forms: dict[str, AnswerForm] = field(default_factory=dict)
     quality: dict[str, dict[str, Any]] = field(default_factory=dict)
     builder: str | None = None
@@ -191,7 +202,7 @@ class Task:
             return self.primary
         return "score" if self.scorer is not None else PRIMARY_BY_SCORING[self.score_kind]
 
-    def parse(self, text: str | None, sample: Sample | None = None, *, lenient: bool = False) -> Any:
+    def parse(self, text: str | None, sample: SampleFields | None = None, *, lenient: bool = False) -> Any:
         """Read raw model text as a structured answer, or return :class:`Invalid`. Never raises."""
         if self.parser is None:
             raise NotImplementedError(f"task {self.abbr} has no parser")
@@ -200,7 +211,7 @@ class Task:
         except Exception as exc:  # a parser bug must not crash an evaluation run
             return Invalid(f"parser error: {type(exc).__name__}: {exc}")
 
-    def choices(self, sample: Sample) -> list[str]:
+    def choices(self, sample: SampleFields) -> list[str]:
         """Every allowed answer string for choice scoring (exactly as a gold output is written)."""
         if self.answer_kind == "yes_no":
             return ["yes", "no"]
@@ -211,27 +222,12 @@ class Task:
             return [o.split(":", 1)[0].strip() for o in opts]
         raise ValueError(f"task {self.abbr} has no closed answer set")
 
-    def sample_from(self, fields: dict[str, Any], sample_id: str = "input") -> Sample:
-        """A sample built from plain input ``fields`` (already validated against :attr:`inputs`):
-        the seed instruction, the composed input, the task's options unless ``compose`` gives the
-        sample's own, and no gold output."""
-        from ecellm.tasks.sample import Sample
-
-        if self.compose is not None:
-            parts = dict(self.compose(fields))
-        else:
-            payload = {f.key or f.name: fields[f.name] for f in self.inputs}
-            parts = {"input": json.dumps(payload, ensure_ascii=False)}
-        parts.setdefault("instruction", self.instructions[0] if self.instructions else "")
-        parts.setdefault("options", list(self.options))
-        return Sample(id=sample_id, task=self.abbr, output="", **parts)
-
     @property
     def closed(self) -> bool:
         """Whether every answer is one of a fixed set of strings (scored by :meth:`choices`)."""
         return self.answer_kind in CLOSED_KINDS
 
-    def decoding(self, sample: Sample, mode: str = "auto") -> SampleDecoding:
+    def decoding(self, sample: SampleFields, mode: str = "auto") -> SampleDecoding:
         """How to decode ``sample`` when ``mode`` is asked for (``auto`` = :attr:`decode`).
 
         ``choice`` and ``constrained`` apply where the task supports them: a closed-set task asked

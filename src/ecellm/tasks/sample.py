@@ -7,9 +7,13 @@ predictions are joined to references by id instead of by position.
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from ecellm.tasks.base import Task
 
 SPLITS = ("train", "val", "test")
 SETTINGS = (
@@ -64,3 +68,17 @@ class Sample(BaseModel):
     def to_record(self) -> dict[str, Any]:
         """The JSONL record (ecellm's own format)."""
         return self.model_dump()
+
+
+def sample_from(task: Task, fields: dict[str, Any], sample_id: str = "input") -> Sample:
+    """A sample of ``task`` built from plain input ``fields`` (already validated against
+    ``task.inputs``): the seed instruction, the composed input, the task's options unless
+    ``compose`` gives the sample's own, and no gold output."""
+    if task.compose is not None:
+        parts = dict(task.compose(fields))
+    else:
+        payload = {f.key or f.name: fields[f.name] for f in task.inputs}
+        parts = {"input": json.dumps(payload, ensure_ascii=False)}
+    parts.setdefault("instruction", task.instructions[0] if task.instructions else "")
+    parts.setdefault("options", list(task.options))
+    return Sample(id=sample_id, task=task.abbr, output="", **parts)
