@@ -207,11 +207,48 @@ def test_balance_labels_equalizes_gold_answers_within_the_cap():
     from ecellm.data.schema import Sample
 
     samples = [
-        Sample(id=f"PSI-{i:03d}", task="PSI", split="train", instruction="i", input="x",
-               output="no" if i < 9 else "yes")
+        Sample(
+            id=f"PSI-{i:03d}",
+            task="PSI",
+            split="train",
+            instruction="i",
+            input="x",
+            output="no" if i < 9 else "yes",
+        )
         for i in range(12)
     ]  # 9 no, 3 yes
     picked = select(samples, seed=0, per_task=6, balance=True)
     assert sorted(s.output for s in picked) == ["no", "no", "no", "yes", "yes", "yes"]
     capped_small = select(samples, seed=0, per_task=8, balance=True)  # only 3 yes exist: the rest are no
     assert sorted(s.output for s in capped_small).count("yes") == 3 and len(capped_small) == 8
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_of_the_top_block_writes_a_model_that_opens_as_the_adapter(tmp_path, tokenizer):
+    """``method: full`` with ``full.top_layers``: only the last block and the final norm change;
+    ``keep_checkpoints: false`` leaves the finished run without its 1.6 GB checkpoint; the folder
+    opens wherever an adapter is accepted."""
+    import torch
+    from safetensors.torch import load_file
+
+    from ecellm.models.loading import full_model_as_adapter, load_model_and_tokenizer
+    from ecellm.train.run import train
+
+    cfg = _cfg(
+        tmp_path,
+        data={"train": str(FIXTURE), "tasks": ["PM"]},
+        method="full",
+        full={"top_layers": 1},
+        micro_batch_size=2,
+        max_steps=1,
+        learning_rate=1e-3,
+        warmup_ratio=0.0,  # one step: a warmup would make its learning rate 0
+        keep_checkpoints=False,
+    )
+    out = train(cfg)
+    assert not (out / "checkpoints").exists()
+    assert full_model_as_adapter("smollm2-135m", str(out)) == (str(out), None)
+    tuned = load_file(str(out / "model.safetensors"))
+    base = load_model_and_tokenizer("smollm2-135m", dtype="float32").model.state_dict()
+    changed = {k for k, v in tuned.items() if k in base and not torch.equal(v.float(), base[k].float())}
+    assert changed and all(k.startswith("model.layers.29.") or k == "model.norm.weight" for k in changed)

@@ -9,6 +9,7 @@ runs before the model is loaded, so a bad recipe costs seconds, not a training r
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -310,4 +311,6 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     if trainer.is_world_process_zero():
         (out / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config is in ecellm_train.json
         write_outputs(out, p.cfg, loaded, {**p.stats, **run_stats})
+        if not p.cfg.keep_checkpoints:
+            shutil.rmtree(Path(trainer.args.output_dir), ignore_errors=True)
     return out
