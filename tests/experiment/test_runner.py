@@ -279,3 +279,20 @@ def test_offsets_steps_fit_on_val_and_add_offset_rows(tmp_path):
     assert {r["run"] for r in t2["rows"]} == {"base", "generalist-diverse+offsets"}
     with pytest.raises(InputError, match="offsets.runs"):
         load_experiment({**cfg, "offsets": {"runs": ["nope"]}})
+
+
+def test_keeping_or_logging_settings_do_not_retrain(tmp_path):
+    """A training step's key leaves out what only changes what a run keeps or logs, and holds
+    everything that changes the weights."""
+    from ecellm.experiment.config import ExperimentConfig
+    from ecellm.experiment.runner import Plan
+
+    def keys(**train):
+        cfg = tiny_config(tmp_path)
+        cfg["train"] = {**cfg.get("train", {}), **train}
+        plan = Plan(ExperimentConfig.model_validate(cfg), progress=False)
+        return {s.name: s.config for s in plan.steps if s.kind == "train"}
+
+    plain = keys()
+    assert plain and keys(keep_checkpoints=False, logging_steps=3) == plain
+    assert keys(learning_rate=0.123) != plain

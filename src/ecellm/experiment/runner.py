@@ -40,6 +40,11 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-").lower()
 
 
+# Recipe keys that change what a run keeps or logs, not the weights it trains: left out of the
+# training step's key, so changing them does not retrain a finished run.
+UNKEYED = ("keep_checkpoints", "logging_steps")
+
+
 def _train_units(recipe: dict[str, Any], n_tasks: int) -> float:
     """Samples the run will push through the model (max_steps x effective batch, else the data cap)."""
     per_step = recipe.get("micro_batch_size", 8) * recipe.get("gradient_accumulation_steps", 1)
@@ -244,7 +249,10 @@ class Plan:
                         name,
                         "train",
                         units,
-                        {"recipe": recipe, "launcher": self.cfg.launcher},
+                        {
+                            "recipe": {k: v for k, v in recipe.items() if k not in UNKEYED},
+                            "launcher": self.cfg.launcher,
+                        },
                         ["data"],
                         S.train_run(recipe, self.data_path, self.cfg.launcher),
                     )
