@@ -154,7 +154,8 @@ def train_precision() -> str:
     the CPU multiplies bf16 natively), ``bf16`` on a GPU."""
     from ecellm.train.config import native_precision
 
-    return {"auto": "bf16"}.get(native_precision(), native_precision())
+    chosen = native_precision()
+    return "bf16" if chosen == "auto" else chosen
 
 
 def _dist(task: Any, group: list[Sample], texts: list[str]) -> tuple[str, bool]:

@@ -39,3 +39,16 @@ def test_native_precision_resolves_when_the_recipe_loads(monkeypatch):
     assert TrainConfig(data={"train": "x"}, precision="native").precision == "bf16"
     monkeypatch.setattr("torch.cuda.is_available", lambda: True)
     assert TrainConfig(data={"train": "x"}, precision="native").precision == "auto"
+
+
+def test_full_top_layers_is_refused_for_lora(tmp_path):
+    """A setting the chosen method would ignore is an error, not a silent no-op."""
+    import yaml
+
+    from ecellm.errors import InputError
+    from ecellm.train.config import load_config
+
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({"data": {"train": "x"}, "method": "lora", "full": {"top_layers": 2}}))
+    with pytest.raises(InputError, match="full.top_layers applies to method: full"):
+        load_config(str(path))

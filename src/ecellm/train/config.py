@@ -171,6 +171,14 @@ class TrainConfig(_Strict):
     def _resolve_native(cls, value: Any) -> Any:
         return native_precision() if value == "native" else value
 
+    @model_validator(mode="after")
+    def _full_needs_full(self) -> TrainConfig:
+        if self.full.top_layers is not None and self.method != "full":
+            raise ValueError(
+                f"full.top_layers applies to method: full, not {self.method!r} (see lora.top_layers)"
+            )
+        return self
+
     logging_steps: int = Field(default=10, ge=1)
     gradient_checkpointing: bool = False
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = Field(
