@@ -19,6 +19,7 @@ from tests.conftest import FIXTURES
 from ecellm import cli
 from ecellm.errors import InputError
 from ecellm.experiment import load_experiment, run_experiment
+from ecellm.experiment.report import most_common_answers
 from ecellm.tasks import get_task
 
 TABLES = (
@@ -164,6 +165,40 @@ def test_report_tables_intervals_and_logs(finished):
     ev = Path(cfg["out_dir"]) / "steps" / "evaluate" / "smollm2-135m" / "generalist-single"
     recs = [json.loads(x) for x in (ev / "strict.samples.jsonl").read_text().splitlines()]
     assert {"id", "task", "setting", "gold", "prediction", "parsed", "valid", "score"} <= recs[0].keys()
+    # the most common answer's share, counted from the same sample log, is in every closed-answer cell
+    row = next(
+        r
+        for t in report["tables"]
+        if t["key"] == "table4_unseen_ind"
+        for r in t["rows"]
+        if r["run"] == "generalist-single" and r["mode"] == "strict"
+    )
+    for task in ("PM", "SA"):
+        answers = [
+            str(r["parsed"]) for r in recs if r["task"] == task and r["setting"] == "IND_Unseen_Instruction"
+        ]
+        top = row["cells"][task]["most_common_answer"]
+        assert top["share"] == max(answers.count(a) for a in answers) / len(answers)
+        assert answers.count(top["answer"]) == max(answers.count(a) for a in answers)
+    assert "most common answer* | strict |" in md
+
+
+def test_most_common_answer_counts_closed_answers_only(tmp_path):
+    log = tmp_path / "strict.samples.jsonl"
+    recs = [
+        ("PM", "yes"),
+        ("PM", "yes"),
+        ("PM", "no"),
+        ("PM", None),
+        ("AG", "a free answer"),
+        ("QPR", ["B", "A", "C", "D"]),
+        ("QPR", ["B", "A", "C", "D"]),
+        ("SA", "B"),
+        ("SA", "A"),
+    ]
+    log.write_text("".join(json.dumps({"task": t, "setting": "IND", "parsed": p}) + "\n" for t, p in recs))
+    tops = most_common_answers(log)
+    assert tops == {("IND", "PM"): (0.5, "yes"), ("IND", "QPR"): (1.0, "B,A,C,D"), ("IND", "SA"): (0.5, "A")}
 
 
 def test_html_opens_in_headless_chromium(finished, tmp_path):

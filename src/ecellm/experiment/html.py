@@ -23,6 +23,7 @@ from ecellm.experiment.report import (  # noqa: E402
     ReportTable,
     _ci,
     _fmt,
+    _top,
     acceptance,
     build_tables,
     direction,
@@ -175,6 +176,10 @@ def _table_html(t: ReportTable) -> str:
         rows.append(
             f'<tr class="invalid">{_td(r.label + ": invalid rate")}{_td(r.mode)}{rates}{_td(pooled)}</tr>'
         )
+        if any(r.cells[x].top for x in t.tasks if x in r.cells):
+            tops = "".join(_td(_top(r.cells.get(x))) for x in t.tasks)
+            label = _td(r.label + ": most common answer")
+            rows.append(f'<tr class="invalid">{label}{_td(r.mode)}{tops}{_td("")}</tr>')
     for d in t.deltas:
 
         def cls(c):

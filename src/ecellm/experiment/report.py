@@ -1,5 +1,10 @@
 """The experiment report: Tables 2-5 in the paper's layout, our rows with intervals beside the
-paper's, invalid-answer rates, paired per-task deltas, verdicts on each direction, charts.
+paper's, invalid-answer rates, the share of the most common answer on the closed-answer tasks,
+paired per-task deltas, verdicts on each direction, charts.
+
+The most common answer's share is there because a closed-answer score can move without the model
+reading its input: a run that gives one answer to every sample scores what that answer's share of
+the gold scores, so a gain from a new constant is a change of prior, not of skill.
 
 Every interval comes from the bootstrap replicates stored with the metrics (same resamples for
 every run on the same samples), so a delta's interval is paired and a mean's interval resamples
@@ -8,6 +13,7 @@ every task. A delta is only computed when both runs were scored on identical sam
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +22,7 @@ import numpy as np
 
 from ecellm.evaluate.bootstrap import interval, mean_of, paired_difference, verdict
 from ecellm.experiment.config import IND, IND_UNSEEN, OOD, OOD_UNSEEN, ExperimentConfig
-from ecellm.io import read_json
+from ecellm.io import iter_jsonl, read_json
 from ecellm.report.paper import paper_tables
 from ecellm.tasks import all_tasks, get_task
 
@@ -30,6 +36,7 @@ class Cell:
     invalid: int | None = None
     reps: np.ndarray | None = None
     ids: str | None = None
+    top: tuple[float, str] | None = None  # (share, answer) of the most common parsed answer
 
 
 @dataclass
@@ -70,6 +77,26 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
 
 
+CLOSED_KINDS = ("yes_no", "option", "letter", "ranking")  # a finite set of answers to count
+
+
+def most_common_answers(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
+    """``(setting, task) -> (share, answer)`` of the most common parsed answer in a sample log,
+    for closed-answer tasks; unparsed answers count as their own answer (``invalid``)."""
+    counts: dict[tuple[str, str], Counter[str]] = {}
+    for _, rec in iter_jsonl(path):
+        if get_task(rec["task"]).answer_kind not in CLOSED_KINDS:
+            continue
+        p = rec["parsed"]
+        answer = "invalid" if p is None else ",".join(map(str, p)) if isinstance(p, list) else str(p)
+        counts.setdefault((rec["setting"], rec["task"]), Counter())[answer] += 1
+    out = {}
+    for key, c in counts.items():
+        answer, k = min(c.items(), key=lambda kv: (-kv[1], kv[0]))
+        out[key] = (k / sum(c.values()), answer)
+    return out
+
+
 def load_cells(entries: list[dict[str, Any]], modes: list[str]) -> dict[tuple, Cell]:
     """``(model, run, mode, setting, task) -> Cell`` from every evaluate step folder."""
     out: dict[tuple, Cell] = {}
@@ -78,6 +105,8 @@ def load_cells(entries: list[dict[str, Any]], modes: list[str]) -> dict[tuple, C
             path = Path(e["folder"]) / f"{mode}.metrics.json"
             if not path.exists():
                 continue
+            log = Path(e["folder"]) / f"{mode}.samples.jsonl"
+            tops = most_common_answers(log) if log.exists() else {}
             for r in read_json(path)["results"]:
                 ci = r.get("ci") or {}
                 reps = np.asarray(r["replicates"]) if r.get("replicates") else None
@@ -89,6 +118,7 @@ def load_cells(entries: list[dict[str, Any]], modes: list[str]) -> dict[tuple, C
                     r["invalid"],
                     reps,
                     r.get("ids_sha256"),
+                    tops.get((r["setting"], r["task"])),
                 )
     return out
 
@@ -321,6 +351,14 @@ def acceptance(cfg: ExperimentConfig, tables: list[ReportTable]) -> list[tuple[s
     return out
 
 
+def _top(c: Cell | None) -> str:
+    """``"100% yes"``: the most common answer's share (options shortened to their letter)."""
+    if c is None or c.top is None:
+        return ""
+    share, answer = c.top
+    return f"{share:.0%} {answer.split(':', 1)[0][:12]}"
+
+
 def _fmt(c: Cell | None) -> str:
     if c is None:
         return "n/a"
@@ -360,6 +398,9 @@ def table_markdown(t: ReportTable, images: dict[str, str]) -> str:
         ]
         pooled = "n/a" if r.invalid_rate is None else f"{r.invalid_rate:.1%}"
         lines.append(f"| *{r.label}: invalid rate* | {r.mode} | " + " | ".join(rates) + f" | {pooled} |")
+        if any(r.cells[x].top for x in t.tasks if x in r.cells):
+            tops = [_top(r.cells.get(x)) for x in t.tasks]
+            lines.append(f"| *{r.label}: most common answer* | {r.mode} | " + " | ".join(tops) + " | |")
     for d in t.deltas:
         lines.append(
             f"| *{d.model} {d.label}* | {d.mode} | "
@@ -409,7 +450,14 @@ def tables_json(cfg: ExperimentConfig, tables: list[ReportTable]) -> dict[str, A
         return (
             None
             if c is None
-            else {"score": c.score, "low": c.low, "high": c.high, "n": c.n, "invalid": c.invalid}
+            else {
+                "score": c.score,
+                "low": c.low,
+                "high": c.high,
+                "n": c.n,
+                "invalid": c.invalid,
+                "most_common_answer": None if c.top is None else {"share": c.top[0], "answer": c.top[1]},
+            }
         )
 
     return {
