@@ -46,3 +46,20 @@ def test_pooled_metric_is_refused():
     ner = [s for s in rows if get_task(s.task).extra["task_type"] == "named_entity_recognition"]
     with pytest.raises(InputError, match="per-record"):
         paired_families(ner, {}, {}, resamples=10)
+
+
+def test_most_common_answer_per_closed_group(samples):
+    mc = [s for s in samples if get_task(s.task).answer_kind == "option_number"]
+    assert mc, "the fixture has multiple-choice records"
+    constant = {s.id: "1" for s in mc}
+    res = paired_families(mc, {}, constant, resamples=10)
+    for group in res["groups"].values():
+        assert group["most_common"]["tuned"] == {"share": 1.0, "answer": "1"}
+        # an empty answer parses to the official scorer's -1 (strict: unparsed, counted as invalid)
+        assert group["most_common"]["base"] == {"share": 1.0, "answer": "-1"}
+    strict = paired_families(mc, {}, constant, mode="strict", resamples=10)
+    assert all(g["most_common"]["base"]["answer"] in ("invalid", "-1") for g in strict["groups"].values())
+    gen = [s for s in samples if get_task(s.task).answer_kind == "text"]
+    if gen:  # free text has no most common answer
+        res = paired_families(gen, {}, {}, resamples=10)
+        assert all("most_common" not in g for g in res["groups"].values())

@@ -251,11 +251,21 @@ def register(app: typer.Typer) -> None:
             data, base, tuned, split=split, mode=mode, bootstrap=bootstrap, seed=seed, out=out
         )
         pct = f"{res['level']:.0%}"
-        typer.echo(f"{'group':<44} {'base':>7} {'tuned':>7} {'delta':>7}  {pct} interval    invalid b/t")
+        typer.echo(
+            f"{'group':<44} {'base':>7} {'tuned':>7} {'delta':>7}  {pct} interval    invalid b/t"
+            "  most common answer b / t"
+        )
         for name, r in res["groups"].items():
+            top = r.get("most_common")
+            tops = (
+                ""
+                if top is None
+                else " / ".join(f"{top[w]['share']:.0%} {top[w]['answer'][:12]}" for w in ("base", "tuned"))
+            )
             typer.echo(
                 f"{name:<44} {r['base']:7.3f} {r['tuned']:7.3f} {r['delta']:+7.3f}  "
                 f"[{r['lo']:+.3f}, {r['hi']:+.3f}]  {r['invalid']['base']}/{r['invalid']['tuned']}"
+                f"{'':<9}{tops}".rstrip()
             )
         for name, r in [*res["families"].items(), ("mean over families", res["overall"])]:
             typer.echo(

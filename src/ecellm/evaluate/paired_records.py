@@ -16,7 +16,7 @@ mean of its groups' replicate r (stratified).
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
@@ -39,7 +39,24 @@ def record_scores(
     per = [row.get("score") for row in got.get("samples") or []]
     if len(per) != len(samples) or any(not isinstance(x, int | float) for x in per):
         raise InputError(f"{task.abbr}/{setting}: the scorer gives no per-record scores (pooled metric)")
-    return {"scores": np.asarray(per, dtype=np.float64), "invalid": int(got.get("invalid", 0))}
+    out = {"scores": np.asarray(per, dtype=np.float64), "invalid": int(got.get("invalid", 0))}
+    if task.answer_kind not in OPEN_KINDS:
+        out["most_common"] = most_common([row.get("parsed") for row in got["samples"]])
+    return out
+
+
+OPEN_KINDS = ("text", "entities")  # answers too varied for a most common one to mean anything
+
+
+def most_common(parsed: Sequence[Any]) -> dict[str, Any]:
+    """Share and value of the most frequent parsed answer (unparsed ones count as ``invalid``):
+    a closed-answer score can move by a change of constant answer alone, and this shows it."""
+    counts = Counter(
+        "invalid" if p is None else ",".join(map(str, p)) if isinstance(p, list | tuple) else str(p)
+        for p in parsed
+    )
+    answer, k = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {"share": k / len(parsed), "answer": answer}
 
 
 def _summary(tuned: float, base: float, t_reps: np.ndarray, b_reps: np.ndarray, level: float) -> dict:
@@ -60,7 +77,8 @@ def paired_families(
     """Base, tuned, delta and its paired interval per group, per task type and overall.
 
     ``base``/``tuned`` map sample id -> raw model text (a missing id is an empty answer). Groups
-    also carry each run's count of unparseable answers (``invalid``).
+    also carry each run's count of unparseable answers (``invalid``) and, for closed answers, its
+    most common answer and that answer's share (``most_common``).
     """
     groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.id):
@@ -82,6 +100,8 @@ def paired_families(
             "n": len(group),
             "invalid": {"base": b["invalid"], "tuned": t["invalid"]},
         }
+        if "most_common" in t:
+            rows[f"{key[0]}/{key[1]}"]["most_common"] = {"base": b["most_common"], "tuned": t["most_common"]}
     families: dict[str, Any] = {}
     fam_reps: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fam_points: dict[str, tuple[float, float]] = {}
