@@ -16,7 +16,7 @@ mean of its groups' replicate r (stratified).
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
@@ -26,6 +26,7 @@ import numpy as np
 from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 from ecellm.evaluate import bootstrap
+from ecellm.evaluate.answers import is_closed, most_common
 from ecellm.tasks import get_task
 
 
@@ -40,23 +41,9 @@ def record_scores(
     if len(per) != len(samples) or any(not isinstance(x, int | float) for x in per):
         raise InputError(f"{task.abbr}/{setting}: the scorer gives no per-record scores (pooled metric)")
     out = {"scores": np.asarray(per, dtype=np.float64), "invalid": int(got.get("invalid", 0))}
-    if task.answer_kind not in OPEN_KINDS:
+    if is_closed(task.answer_kind):
         out["most_common"] = most_common([row.get("parsed") for row in got["samples"]])
     return out
-
-
-OPEN_KINDS = ("text", "entities")  # answers too varied for a most common one to mean anything
-
-
-def most_common(parsed: Sequence[Any]) -> dict[str, Any]:
-    """Share and value of the most frequent parsed answer (unparsed ones count as ``invalid``):
-    a closed-answer score can move by a change of constant answer alone, and this shows it."""
-    counts = Counter(
-        "invalid" if p is None else ",".join(map(str, p)) if isinstance(p, list | tuple) else str(p)
-        for p in parsed
-    )
-    answer, k = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {"share": k / len(parsed), "answer": answer}
 
 
 def _summary(tuned: float, base: float, t_reps: np.ndarray, b_reps: np.ndarray, level: float) -> dict:

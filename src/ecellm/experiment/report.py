@@ -13,13 +13,13 @@ every task. A delta is only computed when both runs were scored on identical sam
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ecellm.evaluate.answers import is_closed, most_common
 from ecellm.evaluate.bootstrap import interval, mean_of, paired_difference, verdict
 from ecellm.experiment.config import IND, IND_UNSEEN, OOD, OOD_UNSEEN, ExperimentConfig
 from ecellm.io import iter_jsonl, read_json
@@ -77,24 +77,15 @@ class ReportTable:
     notes: list[str] = field(default_factory=list)
 
 
-CLOSED_KINDS = ("yes_no", "option", "letter", "ranking")  # a finite set of answers to count
-
-
 def most_common_answers(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
     """``(setting, task) -> (share, answer)`` of the most common parsed answer in a sample log,
-    for closed-answer tasks; unparsed answers count as their own answer (``invalid``)."""
-    counts: dict[tuple[str, str], Counter[str]] = {}
+    for the closed-answer tasks (:mod:`ecellm.evaluate.answers`)."""
+    parsed: dict[tuple[str, str], list[Any]] = {}
     for _, rec in iter_jsonl(path):
-        if get_task(rec["task"]).answer_kind not in CLOSED_KINDS:
-            continue
-        p = rec["parsed"]
-        answer = "invalid" if p is None else ",".join(map(str, p)) if isinstance(p, list) else str(p)
-        counts.setdefault((rec["setting"], rec["task"]), Counter())[answer] += 1
-    out = {}
-    for key, c in counts.items():
-        answer, k = min(c.items(), key=lambda kv: (-kv[1], kv[0]))
-        out[key] = (k / sum(c.values()), answer)
-    return out
+        if is_closed(get_task(rec["task"]).answer_kind):
+            parsed.setdefault((rec["setting"], rec["task"]), []).append(rec["parsed"])
+    tops = {key: most_common(v) for key, v in parsed.items()}
+    return {key: (top["share"], top["answer"]) for key, top in tops.items()}
 
 
 def load_cells(entries: list[dict[str, Any]], modes: list[str]) -> dict[tuple, Cell]:
