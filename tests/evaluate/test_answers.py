@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ecellm.evaluate.answers import is_closed, most_common
+from ecellm.evaluate.answers import most_common
 from ecellm.tasks import get_task
 
 ANSWER = st.one_of(
@@ -32,5 +32,5 @@ def test_no_answers_is_an_error():
 
 
 def test_free_text_and_extraction_tasks_are_open():
-    assert not is_closed(get_task("AG").answer_kind) and not is_closed(get_task("AVE").answer_kind)
-    assert all(is_closed(get_task(t).answer_kind) for t in ("PM", "SA", "SR", "QPR"))
+    assert not get_task("AG").countable and not get_task("AVE").countable
+    assert all(get_task(t).countable for t in ("PM", "SA", "SR", "QPR"))

@@ -3,7 +3,8 @@
 A closed-answer score can move without the model reading its input: a run that gives one answer
 to every sample scores that answer's share of the gold, so a gain from a new constant answer is a
 change of prior, not of skill. Reports show the most common answer's share beside each score so
-that such gains can be told apart from learnt ones.
+that such gains can be told apart from learnt ones. Which tasks are counted is the task's to say
+(:attr:`ecellm.tasks.base.Task.countable`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
-
-# answer kinds too varied for a most common answer to mean anything
-OPEN_KINDS = ("text", "attribute_values", "entities")
-
-
-def is_closed(answer_kind: str) -> bool:
-    return answer_kind not in OPEN_KINDS
 
 
 def most_common(parsed: Iterable[Any]) -> dict[str, Any]:

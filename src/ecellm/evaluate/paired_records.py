@@ -26,7 +26,7 @@ import numpy as np
 from ecellm.data.schema import Sample
 from ecellm.errors import InputError
 from ecellm.evaluate import bootstrap
-from ecellm.evaluate.answers import is_closed, most_common
+from ecellm.evaluate.answers import most_common
 from ecellm.tasks import get_task
 
 
@@ -41,7 +41,7 @@ def record_scores(
     if len(per) != len(samples) or any(not isinstance(x, int | float) for x in per):
         raise InputError(f"{task.abbr}/{setting}: the scorer gives no per-record scores (pooled metric)")
     out = {"scores": np.asarray(per, dtype=np.float64), "invalid": int(got.get("invalid", 0))}
-    if is_closed(task.answer_kind):
+    if task.countable:
         out["most_common"] = most_common([row.get("parsed") for row in got["samples"]])
     return out
 

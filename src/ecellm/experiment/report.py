@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ecellm.evaluate.answers import is_closed, most_common
+from ecellm.evaluate.answers import most_common
 from ecellm.evaluate.bootstrap import interval, mean_of, paired_difference, verdict
 from ecellm.experiment.config import IND, IND_UNSEEN, OOD, OOD_UNSEEN, ExperimentConfig
 from ecellm.io import iter_jsonl, read_json
@@ -79,10 +79,10 @@ class ReportTable:
 
 def most_common_answers(path: Path) -> dict[tuple[str, str], tuple[float, str]]:
     """``(setting, task) -> (share, answer)`` of the most common parsed answer in a sample log,
-    for the closed-answer tasks (:mod:`ecellm.evaluate.answers`)."""
+    for the tasks whose answers can be counted (``Task.countable``)."""
     parsed: dict[tuple[str, str], list[Any]] = {}
     for _, rec in iter_jsonl(path):
-        if is_closed(get_task(rec["task"]).answer_kind):
+        if get_task(rec["task"]).countable:
             parsed.setdefault((rec["setting"], rec["task"]), []).append(rec["parsed"])
     tops = {key: most_common(v) for key, v in parsed.items()}
     return {key: (top["share"], top["answer"]) for key, top in tops.items()}

@@ -40,6 +40,8 @@ AnswerKind = Literal[
 ]
 DecodeMode = Literal["generate", "choice", "constrained"]
 CLOSED_KINDS = ("yes_no", "option", "letter")  # answer kinds with a fixed set of answer strings
+# answer kinds too varied for a run's most common answer to say anything (see Task.countable)
+OPEN_KINDS = ("attribute_values", "text", "entities")
 Category = Literal[
     "product understanding",
     "user understanding",
@@ -226,6 +228,12 @@ class Task:
     def closed(self) -> bool:
         """Whether every answer is one of a fixed set of strings (scored by :meth:`choices`)."""
         return self.answer_kind in CLOSED_KINDS
+
+    @property
+    def countable(self) -> bool:
+        """Whether a run's most common answer means something (:mod:`ecellm.evaluate.answers`):
+        choices, rankings and item lists, not free text, extractions or entity lists."""
+        return self.answer_kind not in OPEN_KINDS
 
     def decoding(self, sample: SampleFields, mode: str = "auto") -> SampleDecoding:
         """How to decode ``sample`` when ``mode`` is asked for (``auto`` = :attr:`decode`).
