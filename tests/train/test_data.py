@@ -42,6 +42,26 @@ def test_mixture_weights_scale_each_source_and_ids_never_collide(shop_train):
     assert [s.id for s in read_mixture(d, seed=0)[0]] == [s.id for s in train]
 
 
+def test_a_named_task_weight_overrides_its_family_weight(shop_train):
+    eci = str(FIXTURES / "train_samples.jsonl")
+    mix = [{"path": eci}, {"path": str(shop_train)}]
+    weights = {"SB-GEN": 2.0, "task6": 0.5, "task2": 3.0}
+    d = _data(mixture=mix, per_task_train=2, task_weights=weights, validate=False)
+    train, _ = read_mixture(d, seed=0)
+    got = {name: sum(s.setting == name for s in train) for name in ("task5", "task6", "task7", "task2")}
+    # family weight for task5/task7 (2 x 2), the named weight for task6 (2 x 0.5) and task2 (all 4 of 6 asked)
+    assert got == {"task5": 2, "task6": 1, "task7": 2, "task2": 4}
+
+
+def test_a_weight_for_no_task_is_refused(shop_train):
+    from ecellm.errors import InputError
+
+    mix = [{"path": str(FIXTURES / "train_samples.jsonl")}, {"path": str(shop_train)}]
+    d = _data(mixture=mix, per_task_train=2, task_weights={"tsak6": 2.0}, validate=False)
+    with pytest.raises(InputError, match="tsak6.*named tasks: task1"):
+        read_mixture(d, seed=0)
+
+
 def test_mixture_validation_uses_each_source_val_split(shop_train):
     d = _data(mixture=[{"path": str(FIXTURES / "train_samples.jsonl")}, {"path": str(shop_train)}])
     _, val = read_mixture(d, seed=0)

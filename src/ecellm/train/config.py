@@ -63,7 +63,9 @@ class DataConfig(_Strict):
     # Spelt ``validate`` in YAML; the attribute name avoids shadowing BaseModel.validate.
     use_val: bool = Field(default=True, alias="validate", description="compute validation loss")
     task_weights: dict[str, float] | None = Field(
-        default=None, description="relative share of each task in the per-task cap (e.g. {AG: 0.5})"
+        default=None,
+        description="relative share of each task, or of a family's named task, in the per-task cap "
+        "(e.g. {AG: 0.5, review-rating: 3})",
     )
 
     @model_validator(mode="after")

@@ -101,17 +101,22 @@ def select(
     """A seeded, order-independent subset: sort by id, cap each task (optionally weighted), cap all.
 
     ECInstruct tasks are capped per task; a family's named tasks (a ShopBench ``task_name``, kept
-    as the setting) are capped one by one, so a type with two named tasks gets both."""
+    as the setting) are capped one by one, so a type with two named tasks gets both. A weight
+    keyed by a named task (``review-rating``) overrides its type's weight (``SB-MC``), so one
+    named task can be drawn more than its siblings; a named key is matched before task names
+    and aliases (``query-product-ranking`` is also an alias of QPR)."""
     rng = random.Random(seed)
     by_task: dict[tuple[str, str], list[Sample]] = defaultdict(list)
     for s in sorted(samples, key=lambda s: s.id):
         # a family task type holds several named tasks (ShopBench task_name as setting): each is capped
         by_task[(s.task, "" if s.setting in SETTINGS else s.setting)].append(s)
-    w = {get_task(k).abbr: v for k, v in (weights or {}).items()}
+    named = {name for _, name in by_task if name}
+    w = {k if k in named else _task_abbr(k): v for k, v in (weights or {}).items()}
     chosen: list[Sample] = []
     for key in sorted(by_task):
         task, group = key[0], by_task[key]
-        cap = len(group) if per_task is None else max(0, round(per_task * w.get(task, 1.0)))
+        weight = w.get(key[1], w.get(task, 1.0)) if key[1] else w.get(task, 1.0)
+        cap = len(group) if per_task is None else max(0, round(per_task * weight))
         spec = get_task(task)  # balance a fixed answer set only (per-sample options carry no label)
         fixed = spec.answer_kind in ("option", "letter") and bool(spec.options)
         closed = spec.answer_kind == "yes_no" or fixed
@@ -123,6 +128,30 @@ def select(
         chosen = rng.sample(chosen, limit)
     rng.shuffle(chosen)
     return chosen
+
+
+def _task_abbr(key: str) -> str:
+    try:
+        return get_task(key).abbr
+    except KeyError:  # a named task of another source (checked by check_weights)
+        return key
+
+
+def check_weights(weights: dict[str, float] | None, samples: list[Sample]) -> None:
+    """Refuse a ``task_weights`` key that is neither a task nor a named task of the training data,
+    so a misspelt name cannot silently leave its task at weight 1."""
+    named = {s.setting for s in samples if s.setting not in SETTINGS}
+    for key in weights or {}:
+        if key in named:
+            continue
+        try:
+            get_task(key)
+        except KeyError:
+            known = ", ".join(sorted(named)) or "none"
+            raise InputError(
+                f"{key!r} is neither a task nor a named task of the training data (named tasks: {known})",
+                field="data.task_weights",
+            ) from None
 
 
 @dataclass
@@ -289,6 +318,7 @@ def read_mixture(data: Any, *, seed: int) -> tuple[list[Sample], list[Sample]]:
         if data.use_val and not data.val:
             held = read_samples(src.path, tasks=tasks, settings=data.settings, splits=["val"])
             val.extend(_tagged(held, i))
+    check_weights(data.task_weights, train)
     if data.use_val and data.val:
         val = read_samples(data.val, tasks=data.tasks, settings=data.settings, splits=None)
     random.Random(seed).shuffle(train)

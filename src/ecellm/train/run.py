@@ -22,6 +22,7 @@ from ecellm.train.data import (
     EncodeStats,
     ListDataset,
     check_cutoff,
+    check_weights,
     encode,
     make_collator,
     read_mixture,
@@ -99,6 +100,7 @@ def _single_source(d: Any, seed: int) -> tuple[list, list]:
             file=d.train,
             field="data.train",
         )
+    check_weights(d.task_weights, train)
     train = select(
         train,
         seed=seed,
