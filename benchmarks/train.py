@@ -63,6 +63,7 @@ def recipes(
         "seed": 42,
         "logging_steps": 50,
         "save_total_limit": 1,
+        "overwrite": True,  # --repeats trains into the same folders again
         "data": {"train": data, "max_train_samples": n, "validate": False},
     }
     runs = {

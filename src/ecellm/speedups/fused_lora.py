@@ -74,9 +74,10 @@ class FusedLoraLinear(torch.autograd.Function):
         grad_x = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
             lora_x = g_low @ a
-            if keep is not None:
-                lora_x.mul_(keep)
-            grad_x = packed_linear(g, ctx.packed_t, None).add_(lora_x).view(ctx.in_shape)
+            grad_x = packed_linear(g, ctx.packed_t, None)
+            # keep * lora added in one pass (addcmul_) rather than a masked copy, then a sum
+            grad_x = grad_x.addcmul_(lora_x, keep) if keep is not None else grad_x.add_(lora_x)
+            grad_x = grad_x.view(ctx.in_shape)
         if ctx.needs_input_grad[1]:
             grad_a = (g_low.t() @ kept).float()
         if ctx.needs_input_grad[2]:

@@ -3,8 +3,13 @@
 With prompt tokens masked, most positions of an instruction sample carry no label, yet a stock
 causal LM still projects every position onto the whole vocabulary (49k columns for SmolLM2) and
 keeps those logits and their gradients in memory. Here the model is asked for logits only at the
-positions whose next token is a target (``logits_to_keep`` with explicit indices); the loss is
-the same cross-entropy over the same tokens, so the result equals the model's own loss.
+positions whose next token is a target; the loss is the same cross-entropy over the same
+tokens, so the result equals the model's own loss. :func:`target_logits` takes exactly the
+(row, position) pairs with a target: the decoder's hidden states there go through the output
+head. ``logits_to_keep`` (one set of positions for every row) would also project the other
+rows' answer positions, 3.3x the rows needed in micro-batches of four samples whose prompts
+differ in length; it remains the path for a model whose head is more than its output layer
+(checked once per model, see :func:`_head_is_output_layer`).
 
 Encoder-decoder models get :func:`seq2seq_loss`: their decoder only ever sees the answer, so
 there is nothing to skip, but the normalisation must match the Trainer's accumulation.
@@ -13,6 +18,7 @@ there is nothing to skip, but the normalisation must match the Trainer's accumul
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,25 +33,65 @@ def completion_loss(
 ) -> torch.Tensor:
     """Mean token cross-entropy over target tokens (sum / ``num_items_in_batch`` when given, as
     transformers does for gradient accumulation)."""
-    labels = inputs["labels"]
-    shifted = labels[:, 1:]
-    keep = (shifted != IGNORE).any(dim=0).nonzero().squeeze(-1)  # positions predicting a target token
     forward = {k: v for k, v in inputs.items() if k != "labels"}
-    if keep.numel() == 0:  # nothing to learn in this micro-batch; keep the graph connected
-        out = model(**forward, logits_to_keep=1)
-        return out.logits.sum() * 0.0
-    logits = model(**forward, logits_to_keep=keep).logits
-    targets = shifted[:, keep]
-    total = F.cross_entropy(
-        logits.float().reshape(-1, logits.shape[-1]),
-        targets.reshape(-1),
-        ignore_index=IGNORE,
-        reduction="sum",
-    )
-    denom = num_items_in_batch if num_items_in_batch is not None else (targets != IGNORE).sum()
+    targets = inputs["labels"][:, 1:]
+    if not bool((targets != IGNORE).any()):  # nothing to learn in this micro-batch; keep the graph connected
+        return model(**forward, logits_to_keep=1).logits.sum() * 0.0
+    logits, wanted, _ = target_logits(model, forward, targets)
+    total = F.cross_entropy(logits.float(), wanted, reduction="sum")
+    denom = num_items_in_batch if num_items_in_batch is not None else wanted.numel()
     if torch.is_tensor(denom):
         denom = denom.to(total.device)
     return total / denom
+
+
+_HEAD_ONLY: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def target_logits(
+    model: Any, forward: dict[str, torch.Tensor], targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Vocabulary logits at every (row, position) of ``targets`` (labels shifted by one) that
+    holds a target, those targets, and the (rows, positions) index; row-major order."""
+    rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
+    if _head_is_output_layer(model, forward):
+        hidden = model.get_decoder()(**forward, use_cache=False).last_hidden_state
+        logits = model.get_output_embeddings()(hidden[rows, cols])
+    else:
+        keep = torch.unique(cols)  # sorted: the positions any row needs
+        logits = model(**forward, logits_to_keep=keep).logits[rows, torch.searchsorted(keep, cols)]
+    return logits, targets[rows, cols], (rows, cols)
+
+
+def _head_is_output_layer(model: Any, forward: dict[str, torch.Tensor]) -> bool:
+    """Whether the model's logits are its output layer applied to its decoder's last hidden
+    states, so :func:`target_logits` may apply the two itself (no logit soft-capping, scaling or
+    other head step that ``get_decoder``/``get_output_embeddings`` would skip). Checked once per
+    model by comparing both on a slice of the first micro-batch, in eval mode (no dropout drawn)
+    and without gradients."""
+    known = _HEAD_ONLY.get(model)
+    if known is not None:
+        return known
+    ok = False
+    try:
+        decoder, head = model.get_decoder(), model.get_output_embeddings()
+        if decoder is not None and head is not None and decoder is not model:
+            probe = {k: v[:1, :16] for k, v in forward.items() if torch.is_tensor(v) and v.dim() == 2}
+            keep = torch.arange(probe["input_ids"].shape[1], device=probe["input_ids"].device)
+            was = model.training
+            model.eval()
+            try:
+                with torch.no_grad():
+                    want = model(**probe, logits_to_keep=keep).logits.float()
+                    got = head(decoder(**probe, use_cache=False).last_hidden_state).float()
+            finally:
+                model.train(was)
+            scale = want.abs().max().item()
+            ok = got.shape == want.shape and torch.allclose(got, want, atol=0.01 * scale, rtol=0.01)
+    except (AttributeError, NotImplementedError, TypeError, KeyError, ValueError):
+        ok = False
+    _HEAD_ONLY[model] = ok
+    return ok
 
 
 def seq2seq_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
@@ -119,14 +165,14 @@ def per_sample_loss(
         logits, targets = model(**forward).logits, labels
     else:
         targets, ids = labels[:, 1:], ids[:, 1:]
-        keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
-        if keep.numel() == 0:  # nothing to learn in this micro-batch; keep the graph connected
+        if not bool((targets != IGNORE).any()):  # nothing to learn; keep the graph connected
             return model(**forward, logits_to_keep=1).logits.sum() * 0.0
         if target_only:
-            logits = model(**forward, logits_to_keep=keep).logits
+            logits, targets, (rows, cols) = target_logits(model, forward, targets)
         else:
-            logits = model(**forward).logits[:, :-1][:, keep]
-        targets, ids = targets[:, keep], ids[:, keep]
+            rows, cols = (targets != IGNORE).nonzero(as_tuple=True)
+            logits, targets = model(**forward).logits[:, :-1][rows, cols], targets[rows, cols]
+        ids = ids[rows, cols]
     flat = logits.float().reshape(-1, logits.shape[-1])
     token = F.cross_entropy(flat, targets.reshape(-1), ignore_index=IGNORE, reduction="none")
     valid = targets.reshape(-1) != IGNORE
