@@ -48,8 +48,10 @@ def _logging_state():
     from ecellm import log
 
     names = ("ecellm", "py.warnings", *log.THIRD_PARTY)
-    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
-             for n in names}
+    saved = {
+        n: (logging.getLogger(n).handlers[:], logging.getLogger(n).propagate, logging.getLogger(n).level)
+        for n in names
+    }
     return saved, dict(log._state)
 
 
@@ -99,3 +101,24 @@ def builder_options(abbr: str, profile: str | None = None, **over) -> dict:
 
     config = load_config({"tasks": {abbr: over}}, profile=profile)
     return task_config(abbr, load_builder(abbr).DEFAULTS, config)
+
+
+def tiny_llama(cls=None, **config):
+    """A seeded, randomly initialised Llama (1 layer, 16 wide, vocabulary 50 unless ``config``
+    says otherwise) in eval mode without a KV cache, as training runs it; ``cls`` a subclass."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = dict(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+    )
+    model = (cls or LlamaForCausalLM)(LlamaConfig(**{**base, **config})).eval()
+    model.config.use_cache = False  # as training sets it; packed rows need it
+    return model

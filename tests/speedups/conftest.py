@@ -8,19 +8,16 @@ import torch
 
 def _make_tiny_peft_model():
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tests.conftest import tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
+    base = tiny_llama(
         vocab_size=64,
         hidden_size=32,
         intermediate_size=48,
         num_hidden_layers=2,
         num_attention_heads=4,
-        num_key_value_heads=2,
         tie_word_embeddings=True,
-    )
-    base = LlamaForCausalLM(config)
+    ).train()
     targets = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.1, target_modules=targets))
     for name, p in model.named_parameters():  # non-zero B so the adapters matter in the comparison

@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from tests.conftest import tiny_llama
 
 from ecellm.speedups.dropout import keep_mask, store_frozen_in_bf16, use_fast_lora_dropout
 from ecellm.speedups.fused_lora import FusedLoraLinear, fusable, fused_lora_linears
@@ -108,25 +109,14 @@ def test_fused_lora_skips_what_it_cannot_fuse_and_falls_back_at_run_time(tiny_pe
 @pytest.mark.skipif(not supported(), reason="this PyTorch build cannot pack bf16 linear weights (oneDNN)")
 def test_fused_lora_leaves_dora_and_multi_adapter_layers_to_peft(tiny_peft_model):
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     def bf16_fast(model: torch.nn.Module) -> torch.nn.Module:
         use_fast_lora_dropout(model)
         store_frozen_in_bf16(model)
         return model
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    dora = get_peft_model(
-        LlamaForCausalLM(config), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True)
-    )
+    base = tiny_llama(vocab_size=64, hidden_size=32, intermediate_size=48, num_attention_heads=4)
+    dora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], use_dora=True))
     assert fusable(bf16_fast(dora)) == []
     two = tiny_peft_model()
     two.add_adapter("second", two.peft_config["default"])  # same targets: every layer holds two adapters

@@ -7,27 +7,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.conftest import tiny_llama
 
 from ecellm.train.data import IGNORE
 from ecellm.train.loss import _HEAD_ONLY, completion_loss, per_sample_loss, target_logits
 
 
 def _tiny_llama(cls=None):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=64,
-    )
-    model = (cls or LlamaForCausalLM)(cfg).eval()
-    model.config.use_cache = False
-    return model
+    return tiny_llama(cls, num_hidden_layers=2, num_key_value_heads=1)
 
 
 def _batch(spans: list[tuple[int, int]]) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import os
 
 import pytest
 import torch
-from tests.conftest import FIXTURES, REPO_ROOT
+from tests.conftest import FIXTURES, REPO_ROOT, tiny_llama
 
 from ecellm.data.schema import Sample
 from ecellm.train.data import IGNORE, encode, read_samples
@@ -17,24 +17,6 @@ from ecellm.train.loss import count_samples, per_sample_loss
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FIXTURE = FIXTURES / "train_samples.jsonl"
 ROOT = REPO_ROOT
-
-
-def _tiny_llama():
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=50,
-        hidden_size=16,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-    )
-    model = LlamaForCausalLM(cfg).eval()
-    model.config.use_cache = False  # as training sets it; packed rows need it
-    return model
 
 
 def _rows() -> list[dict[str, list[int]]]:
@@ -73,7 +55,7 @@ def _packed(rows):
 
 
 def test_per_sample_loss_is_the_mean_of_per_sample_token_means():
-    model, rows = _tiny_llama(), _rows()
+    model, rows = tiny_llama(), _rows()
     means = _per_sample_means(model, rows)
     want = sum(means) / len(means)
     n_tok = [sum(t != IGNORE for t in r["labels"][1:]) for r in rows]
@@ -95,7 +77,7 @@ def test_trainer_averages_per_sample_over_the_accumulation_step(tmp_path):
     from ecellm.train.data import ListDataset
     from ecellm.train.loss import LossOptions, make_trainer_class
 
-    model, rows = _tiny_llama(), _rows()
+    model, rows = tiny_llama(), _rows()
     want = sum(_per_sample_means(model, rows)) / len(rows)
     model.train()
     args = TrainingArguments(
