@@ -99,3 +99,30 @@ def test_per_sample_loss_takes_the_same_positions():
         full = per_sample_loss(model, batch, target_only=False).item()
         means = [model(**{k: v[i : i + 1] for k, v in batch.items()}).loss.item() for i in range(3)]
     assert fast == pytest.approx(full, rel=1e-5) and fast == pytest.approx(sum(means) / 3, rel=1e-5)
+
+
+class _Wrapper(torch.nn.Module):
+    """Forwards attribute lookups to the model it wraps, as FSDP and DeepSpeed's engine do."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.module = model
+
+    def forward(self, *args, **kwargs):
+        return self.module(*args, **kwargs)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def test_a_wrapped_model_runs_its_wrappers_forward():
+    model, batch = _tiny_llama(), _batch([(3, 4), (6, 2)])
+    wrapped = _Wrapper(model)
+    assert callable(wrapped.get_decoder)  # the lookup alone would pass
+    with torch.no_grad():
+        want = _reference(model, batch).item()
+        got = completion_loss(wrapped, batch).item()
+    assert _HEAD_ONLY[wrapped] is False and got == pytest.approx(want, rel=1e-5)

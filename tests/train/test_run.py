@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -123,7 +124,7 @@ def test_select_is_seeded_and_respects_per_task_caps_and_weights():
 
 
 @pytest.mark.slow
-def test_packed_and_target_only_losses_equal_the_plain_loss(smollm2):
+def test_packed_and_target_only_losses_equal_the_plain_loss(smollm2, monkeypatch):
     import torch
 
     from ecellm.train.data import make_collator
@@ -132,7 +133,7 @@ def test_packed_and_target_only_losses_equal_the_plain_loss(smollm2):
     samples = read_samples(str(FIXTURE), tasks=["PRP", "AG"], settings=None, splits=["train"])[:3]
     rows = encode(samples, smollm2.tokenizer, template="alpaca", cutoff=1024, seq2seq=False)
     model = smollm2.model.eval()
-    model.config.use_cache = False  # as training sets it; packing needs it
+    monkeypatch.setattr(model.config, "use_cache", False)  # as training sets it; packing needs it
     with torch.no_grad():
         per_sample = []
         for r in rows:  # one sample at a time: reference loss, weighted by its number of target tokens
@@ -187,7 +188,9 @@ def test_train_writes_peft_adapter_and_resume_continues_at_the_same_step(tmp_pat
     }
     assert not (out / "training_args.bin").exists()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
-    PeftModel.from_pretrained(smollm2.model, str(out), adapter_name="t")  # standard PEFT folder
+    # a standard PEFT folder; on a copy, since loading an adapter injects its layers into the model
+    # in place and the session's shared model must stay plain for the tests after this one
+    PeftModel.from_pretrained(copy.deepcopy(smollm2.model), str(out), adapter_name="t")
     full = json.loads((out / "log_history.json").read_text())
     first_losses = {h["step"]: h["loss"] for h in full if "loss" in h}
 

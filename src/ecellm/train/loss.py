@@ -74,6 +74,8 @@ def _head_is_output_layer(model: Any, forward: dict[str, torch.Tensor]) -> bool:
         return known
     ok = False
     try:
+        if not _unwrapped(model):
+            raise TypeError("a distributed or compiled wrapper: its forward must run")
         decoder, head = model.get_decoder(), model.get_output_embeddings()
         if decoder is not None and head is not None and decoder is not model:
             probe = {k: v[:1, :16] for k, v in forward.items() if torch.is_tensor(v) and v.dim() == 2}
@@ -92,6 +94,20 @@ def _head_is_output_layer(model: Any, forward: dict[str, torch.Tensor]) -> bool:
         ok = False
     _HEAD_ONLY[model] = ok
     return ok
+
+
+def _unwrapped(model: Any) -> bool:
+    """Whether ``model`` is the model itself (transformers or PEFT), not a DDP/FSDP/DeepSpeed or
+    compiled wrapper. Calling a wrapped model's decoder directly would skip the wrapper's forward,
+    where FSDP gathers its shards and DDP prepares the gradient all-reduce; FSDP and DeepSpeed
+    forward attribute lookups, so ``get_decoder`` alone would not tell."""
+    from transformers import PreTrainedModel
+
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return isinstance(model, PreTrainedModel)
+    return isinstance(model, (PreTrainedModel, PeftModel))
 
 
 def seq2seq_loss(model: Any, inputs: dict[str, torch.Tensor], num_items_in_batch: Any = None) -> torch.Tensor:
