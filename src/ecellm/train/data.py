@@ -115,7 +115,7 @@ def select(
     chosen: list[Sample] = []
     for key in sorted(by_task):
         task, group = key[0], by_task[key]
-        weight = w.get(key[1], w.get(task, 1.0)) if key[1] else w.get(task, 1.0)
+        weight = w.get(key[1], w.get(task, 1.0))  # a named task's own weight, else its type's
         cap = len(group) if per_task is None else max(0, round(per_task * weight))
         spec = get_task(task)  # balance a fixed answer set only (per-sample options carry no label)
         fixed = spec.answer_kind in ("option", "letter") and bool(spec.options)

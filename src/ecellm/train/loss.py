@@ -74,17 +74,14 @@ def _head_is_output_layer(model: Any, forward: dict[str, torch.Tensor]) -> bool:
         return known
     ok = False
     try:
-        if not _unwrapped(model):
-            raise TypeError("a distributed or compiled wrapper: its forward must run")
         decoder, head = model.get_decoder(), model.get_output_embeddings()
-        if decoder is not None and head is not None and decoder is not model:
+        if _unwrapped(model) and decoder is not None and head is not None and decoder is not model:
             probe = {k: v[:1, :16] for k, v in forward.items() if torch.is_tensor(v) and v.dim() == 2}
-            keep = torch.arange(probe["input_ids"].shape[1], device=probe["input_ids"].device)
             was = model.training
             model.eval()
             try:
                 with torch.no_grad():
-                    want = model(**probe, logits_to_keep=keep).logits.float()
+                    want = model(**probe).logits.float()
                     got = head(decoder(**probe, use_cache=False).last_hidden_state).float()
             finally:
                 model.train(was)
