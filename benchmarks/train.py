@@ -6,7 +6,8 @@ ecellm's CPU default (configs/smollm2-135m-lora.yaml): length-grouped micro-batc
 vocabulary logits only at answer tokens, bf16 autocast over a frozen base stored in bf16 (adapters
 fp32, linear layers on oneDNN-packed weights, each LoRA layer one fused autograd function) on CPUs
 with native bf16 and fp32 elsewhere (``--precision``), LoRA dropout masks from 16-bit uniforms,
-eager attention. ``--ours packed`` measures padding-free
+eager attention as one autograd function over grouped query heads, the answer tokens'
+cross-entropy a block of rows at a time. ``--ours packed`` measures padding-free
 packing instead. Both train one epoch over the same seeded 300 training samples of an
 ECInstruct-lite build, with the same LoRA settings,
 each in its own process so peak memory (max RSS) is measured separately.

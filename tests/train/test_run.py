@@ -182,6 +182,7 @@ def test_train_writes_peft_adapter_and_resume_continues_at_the_same_step(tmp_pat
         "bf16_frozen_parameters": 0,
         "packed_frozen_linear_layers": 0,  # packing (and LoRA fusion) applies to a bf16 base only
         "fused_lora_layers": 0,
+        "grouped_attention": True,  # eager attention as one autograd function (fp32 too)
     }
     assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "manifest.json"} <= {
         p.name for p in out.iterdir()

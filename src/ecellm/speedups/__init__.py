@@ -4,6 +4,10 @@
   the frozen base in training);
 - :mod:`~ecellm.speedups.attention`: grouped-query attention for short queries against a long
   KV cache (decode steps, jump-forward chunks);
+- :mod:`~ecellm.speedups.train_attention`: eager training attention as one autograd function
+  over grouped query heads;
+- :mod:`~ecellm.speedups.cross_entropy`: the answer tokens' cross-entropy a block of rows at a
+  time, without full-size fp32 copies of their logits;
 - :mod:`~ecellm.speedups.kvcache`: a KV cache that grows in place instead of concatenating;
 - :mod:`~ecellm.speedups.fused_lora`: each LoRA linear layer as one autograd function;
 - :mod:`~ecellm.speedups.dropout`: LoRA dropout masks from 16-bit uniforms;

@@ -11,7 +11,7 @@ step and for each cast of ``A`` and ``B``.
 :class:`FusedLoraLinear` computes the same function in one forward and one backward:
 
 * forward: ``y = base(x) + c * ((x * keep) @ A^T) @ B^T`` with the base on packed weights and
-  the addition fused into one ``addmm``. ``keep`` is the dropout mask of
+  the addition fused into one in-place ``addmm_``. ``keep`` is the dropout mask of
   :func:`ecellm.speedups.dropout.keep_mask` (the distribution of ``lora.fast_dropout``) and
   ``c = scaling / (1 - p)`` folds the dropout's rescaling into the LoRA scaling, so the dropped
   input is an exact masked copy of ``x`` rather than a rounded bf16 product;
@@ -61,7 +61,7 @@ class FusedLoraLinear(torch.autograd.Function):
         keep = keep_mask(rows.shape, drop_units) if drop_units else None
         kept = rows * keep if keep is not None else rows
         low = kept @ a.t()
-        out = torch.addmm(packed_linear(rows, packed, bias), low, b.t(), alpha=coef)
+        out = packed_linear(rows, packed, bias).addmm_(low, b.t(), alpha=coef)  # in place: no second output
         ctx.save_for_backward(kept, low, a, b, keep)
         ctx.packed_t, ctx.coef, ctx.in_shape = packed_t, coef, x.shape
         return out.view(*x.shape[:-1], out.shape[-1])

@@ -25,6 +25,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ecellm.speedups.cross_entropy import cross_entropy_sum
+
 IGNORE = -100
 
 
@@ -38,7 +40,7 @@ def completion_loss(
     if not bool((targets != IGNORE).any()):  # nothing to learn in this micro-batch; keep the graph connected
         return model(**forward, logits_to_keep=1).logits.sum() * 0.0
     logits, wanted, _ = target_logits(model, forward, targets)
-    total = F.cross_entropy(logits.float(), wanted, reduction="sum")
+    total = cross_entropy_sum(logits, wanted)
     denom = num_items_in_batch if num_items_in_batch is not None else wanted.numel()
     if torch.is_tensor(denom):
         denom = denom.to(total.device)

@@ -224,6 +224,8 @@ def _attention(cfg: TrainConfig) -> str | None:
     CPU backward kernel dominated (12% of the step). It keeps the T x T probabilities per layer
     for the backward pass, which at cutoff 512 and micro-batch 4 is ~40 MB per layer; past
     ~512 tokens in fp32 SDPA was faster (docs/training.md), so long-cutoff recipes name it.
+    During training an eager model runs :mod:`ecellm.speedups.train_attention` (the same
+    function, one autograd node, bf16 probabilities kept instead of fp32 and bf16 ones).
     """
     import torch
 

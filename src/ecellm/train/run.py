@@ -255,6 +255,7 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
     from ecellm.speedups.fused_lora import fused_lora_linears
     from ecellm.speedups.packed import packed_frozen_linears
     from ecellm.speedups.threads import set_threads
+    from ecellm.speedups.train_attention import grouped_training_attention
     from ecellm.train.card import write_outputs
     from ecellm.train.loss import LossOptions, make_trainer_class
     from ecellm.train.model import kernels, load_for_training
@@ -294,6 +295,9 @@ def train(config: Any, overrides: list[str] | tuple[str, ...] = ()) -> Path:
             packed = stack.enter_context(packed_frozen_linears(loaded.model, exclude=fused))
         p.stats["kernels"]["packed_frozen_linear_layers"] = packed + len(fused)
         p.stats["kernels"]["fused_lora_layers"] = len(fused)
+        p.stats["kernels"]["grouped_attention"] = stack.enter_context(
+            grouped_training_attention(loaded.model)
+        )
         t0 = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=p.resume)
         seconds = time.perf_counter() - t0
