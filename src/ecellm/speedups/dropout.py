@@ -72,8 +72,9 @@ def keep_mask(shape: torch.Size | tuple[int, ...], drop_units: int) -> torch.Ten
     if drop_units % 2:
         raise ValueError(f"drop_units must be even, got {drop_units}")
     n = math.prod(shape)
-    uniform = _random_int16(n).view(shape)  # each lane uniform on [-32768, 32767]
-    diff = (uniform >> 1).sub_((drop_units - _SPAN // 2) >> 1)  # < 0 exactly where dropped
+    uniform = _random_int16(n).view(shape)  # each lane uniform on [-32768, 32767]; ours to overwrite
+    # every pass in place: a fresh output per pass cost several times the arithmetic
+    diff = uniform.bitwise_right_shift_(1).sub_((drop_units - _SPAN // 2) >> 1)  # < 0 exactly where dropped
     return diff.bitwise_right_shift_(15).bitwise_not_().bitwise_and_(_BF16_ONE).view(torch.bfloat16)
 
 
