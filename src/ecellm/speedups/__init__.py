@@ -78,3 +78,15 @@ def swapped_forwards(layers: Sequence[Any], make: Callable[[Any], Any]) -> Itera
     finally:
         for m in done:
             m.__dict__.pop("forward", None)
+
+
+def register_attention(name: str, forward: Callable[..., Any], masks_like: str) -> str:
+    """Register ``forward`` with transformers as attention implementation ``name`` (idempotent),
+    with the mask builder of its built-in implementation ``masks_like`` (``sdpa``, ``eager``)."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    if name not in AttentionMaskInterface._global_mapping:
+        AttentionInterface.register(name, forward)
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS._global_mapping[masks_like])
+    return name

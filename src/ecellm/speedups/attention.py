@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ecellm.speedups import enabled
+from ecellm.speedups import enabled, register_attention
 
 NAME = "ecellm_sdpa"
 SHORT_QUERY = 32  # longer queries (prefill) go to SDPA, in chunks (see _chunked_prefill)
@@ -126,14 +126,7 @@ def _chunked_prefill(query: Any, key: Any, value: Any, mask: Any, scaling: float
 
 def register() -> str:
     """Register :data:`NAME` with transformers (idempotent); SDPA's mask builder serves it."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, sdpa_mask
-
-    if NAME not in AttentionMaskInterface._global_mapping:
-        AttentionInterface.register(NAME, attention_forward)
-        AttentionMaskInterface.register(NAME, sdpa_mask)
-    assert NAME in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping
-    return NAME
+    return register_attention(NAME, attention_forward, "sdpa")
 
 
 @contextmanager

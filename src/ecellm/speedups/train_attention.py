@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ecellm.speedups import enabled
+from ecellm.speedups import enabled, register_attention
 
 NAME = "ecellm_eager"
 
@@ -140,14 +140,7 @@ def _standard_eager(model: Any) -> bool:
 
 def register() -> str:
     """Register :data:`NAME` with transformers (idempotent); eager's mask builder serves it."""
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface, eager_mask
-
-    if NAME not in AttentionMaskInterface._global_mapping:
-        AttentionInterface.register(NAME, attention_forward)
-        AttentionMaskInterface.register(NAME, eager_mask)
-    assert NAME in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping
-    return NAME
+    return register_attention(NAME, attention_forward, "eager")
 
 
 @contextmanager
