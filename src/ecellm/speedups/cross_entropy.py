@@ -15,6 +15,7 @@ gradient in the logits' dtype, the rounding the plain path's final cast makes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from ecellm.speedups import enabled
 
-BLOCK_BYTES = 1 << 21  # fp32 rows per block: about the size of a core's L2 cache
+BLOCK_BYTES = 1 << 21  # bytes of one fp32 block of rows: about the size of a core's L2 cache
 
 
 def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -33,8 +34,15 @@ def cross_entropy_sum(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
     return TargetCrossEntropy.apply(logits, targets)
 
 
-def _block_rows(vocab: int) -> int:
-    return max(1, BLOCK_BYTES // (4 * max(vocab, 1)))
+def _fp32_blocks(logits: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first row, fp32 copy of the rows) for consecutive blocks of ``logits``, every block in the
+    same buffer (reused: first-touching fresh memory is what the blocks avoid)."""
+    rows, vocab = logits.shape
+    step = max(1, BLOCK_BYTES // (4 * max(vocab, 1)))
+    buffer = torch.empty(min(step, rows), vocab, dtype=torch.float32)
+    for a in range(0, rows, step):
+        n = min(step, rows - a)
+        yield a, buffer[:n].copy_(logits[a : a + n])
 
 
 class TargetCrossEntropy(torch.autograd.Function):
@@ -42,13 +50,9 @@ class TargetCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        rows, vocab = logits.shape
-        lse = torch.empty(rows, dtype=torch.float32)
-        step = _block_rows(vocab)
-        block = torch.empty(min(step, rows), vocab, dtype=torch.float32)  # reused: fresh memory is slow
-        for a in range(0, rows, step):
-            part = block[: min(step, rows - a)]
-            torch.logsumexp(part.copy_(logits[a : a + step]), dim=-1, out=lse[a : a + step])
+        lse = torch.empty(logits.shape[0], dtype=torch.float32)
+        for a, block in _fp32_blocks(logits):
+            torch.logsumexp(block, dim=-1, out=lse[a : a + len(block)])
         picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1).float()
         ctx.save_for_backward(logits, targets, lse)
         return (lse - picked).sum()
@@ -56,15 +60,12 @@ class TargetCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
         logits, targets, lse = ctx.saved_tensors
-        rows, vocab = logits.shape
         out = torch.empty_like(logits)
         g = grad.float()
-        step = _block_rows(vocab)
-        block = torch.empty(min(step, rows), vocab, dtype=torch.float32)
-        minus_one = torch.full((min(step, rows), 1), -1.0)
-        for a in range(0, rows, step):
-            n = min(step, rows - a)
-            probs = block[:n].copy_(logits[a : a + n]).sub_(lse[a : a + n, None]).exp_()
-            probs.scatter_add_(1, targets[a : a + n, None], minus_one[:n])
-            out[a : a + n].copy_(probs.mul_(g))
+        minus_one = torch.full((logits.shape[0], 1), -1.0)
+        for a, block in _fp32_blocks(logits):
+            rows = slice(a, a + len(block))
+            probs = block.sub_(lse[rows, None]).exp_()  # softmax, from the forward's log-sum-exp
+            probs.scatter_add_(1, targets[rows, None], minus_one[rows])
+            out[rows].copy_(probs.mul_(g))
         return out, None
